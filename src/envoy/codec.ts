@@ -1,0 +1,173 @@
+// protobufjs codecs for the ext_authz and health services, passed to grpc-js as serialize/deserialize.
+// Decoding yields protobufjs message objects that we read directly (no toObject conversion on the hot path).
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import fs from 'node:fs';
+import protobuf from 'protobufjs';
+
+function findProtoDir(): string {
+  // Works from src/ (tsx, vitest) and from dist/ (compiled): walk up to the package root.
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = path.join(dir, 'proto');
+    if (fs.existsSync(path.join(candidate, 'ext_authz.proto'))) return candidate;
+    dir = path.dirname(dir);
+  }
+  throw new Error('proto/ directory not found next to the egress-authz package');
+}
+
+export const PROTO_DIR = findProtoDir();
+
+function loadRoot(): protobuf.Root {
+  const root = new protobuf.Root();
+  // google/protobuf/* come from protobufjs' bundled common definitions; our files import each other by name.
+  root.resolvePath = (_origin, target) =>
+    target.startsWith('google/protobuf/') ? target : path.join(PROTO_DIR, path.basename(target));
+  return root.loadSync(['ext_authz.proto', 'health.proto'].map((f) => path.join(PROTO_DIR, f)), {
+    keepCase: false,
+  });
+}
+
+export const protoRoot = loadRoot();
+export const CheckRequestType = protoRoot.lookupType('envoy.service.auth.v3.CheckRequest');
+export const CheckResponseType = protoRoot.lookupType('envoy.service.auth.v3.CheckResponse');
+export const HealthCheckRequestType = protoRoot.lookupType('grpc.health.v1.HealthCheckRequest');
+export const HealthCheckResponseType = protoRoot.lookupType('grpc.health.v1.HealthCheckResponse');
+
+// --- Shapes of decoded messages (protobufjs camelCase field names). Only what we read. ---
+export interface ProtoHeaderValue {
+  key?: string;
+  value?: string;
+  rawValue?: Uint8Array;
+}
+export interface ProtoSocketAddress {
+  address?: string;
+  portValue?: number;
+  namedPort?: string;
+}
+export interface ProtoAddress {
+  socketAddress?: ProtoSocketAddress | null;
+  pipe?: { path?: string } | null;
+}
+export interface ProtoPeer {
+  address?: ProtoAddress | null;
+  service?: string;
+  labels?: Record<string, string>;
+  principal?: string;
+  certificate?: string;
+}
+export interface ProtoStruct {
+  fields?: Record<string, ProtoValue>;
+}
+export interface ProtoValue {
+  nullValue?: number;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: ProtoStruct;
+  listValue?: { values?: ProtoValue[] };
+}
+export interface ProtoMetadata {
+  filterMetadata?: Record<string, ProtoStruct>;
+}
+export interface ProtoHttpRequest {
+  id?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  path?: string;
+  host?: string;
+  scheme?: string;
+  query?: string;
+  fragment?: string;
+  size?: number | { toNumber(): number };
+  protocol?: string;
+  body?: string;
+  rawBody?: Uint8Array;
+  headerMap?: { headers?: ProtoHeaderValue[] } | null;
+}
+export interface ProtoTimestamp {
+  seconds?: number | { toNumber(): number };
+  nanos?: number;
+}
+export interface ProtoAttributeContext {
+  source?: ProtoPeer | null;
+  destination?: ProtoPeer | null;
+  request?: { time?: ProtoTimestamp | null; http?: ProtoHttpRequest | null } | null;
+  contextExtensions?: Record<string, string>;
+  metadataContext?: ProtoMetadata | null;
+  routeMetadataContext?: ProtoMetadata | null;
+  tlsSession?: { sni?: string } | null;
+}
+export interface ProtoCheckRequest {
+  attributes?: ProtoAttributeContext | null;
+}
+
+/** A message that failed to decode: the server answers INVALID_ARGUMENT instead of crashing. */
+export class DecodeError extends Error {}
+
+export function deserializeCheckRequest(buf: Buffer): ProtoCheckRequest {
+  try {
+    return CheckRequestType.decode(buf) as unknown as ProtoCheckRequest;
+  } catch (err) {
+    // Never echo input bytes: only the decoder's structural complaint.
+    throw new DecodeError(`malformed CheckRequest: ${(err as Error).message}`);
+  }
+}
+
+export function serializeCheckResponse(msg: object): Buffer {
+  return Buffer.from(CheckResponseType.encode(msg as protobuf.Message).finish());
+}
+
+export function serializeCheckRequest(msg: object): Buffer {
+  return Buffer.from(CheckRequestType.encode(CheckRequestType.fromObject(msg)).finish());
+}
+
+export function deserializeCheckResponse(buf: Buffer): Record<string, unknown> {
+  return CheckResponseType.toObject(CheckResponseType.decode(buf), {
+    enums: String,
+    defaults: false,
+    longs: Number,
+  }) as Record<string, unknown>;
+}
+
+/** google.protobuf.Struct (decoded) → plain JS object. */
+export function structToJs(s: ProtoStruct | null | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  if (!s?.fields) return out;
+  for (const [k, v] of Object.entries(s.fields)) out[k] = valueToJs(v);
+  return out;
+}
+
+function valueToJs(v: ProtoValue): unknown {
+  if (v.structValue != null) return structToJs(v.structValue);
+  if (v.listValue != null) return (v.listValue.values ?? []).map(valueToJs);
+  if (v.stringValue != null) return v.stringValue;
+  if (v.numberValue != null) return v.numberValue;
+  if (v.boolValue != null) return v.boolValue;
+  return null;
+}
+
+/** Plain JS value → google.protobuf.Struct message shape (for dynamic_metadata). */
+export function jsToStruct(obj: Record<string, unknown>): ProtoStruct {
+  const fields: Record<string, ProtoValue> = {};
+  for (const [k, v] of Object.entries(obj)) fields[k] = jsToValue(v);
+  return { fields };
+}
+
+function jsToValue(v: unknown): ProtoValue {
+  if (v === null || v === undefined) return { nullValue: 0 };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'bigint') return { numberValue: Number(v) };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(jsToValue) } };
+  if (v instanceof Map) return { structValue: jsToStruct(Object.fromEntries(v)) };
+  if (v instanceof Date) return { stringValue: v.toISOString() };
+  if (typeof v === 'object') return { structValue: jsToStruct(v as Record<string, unknown>) };
+  return { stringValue: String(v) };
+}
+
+export function toNumber(v: number | { toNumber(): number } | undefined | null): number {
+  if (v == null) return 0;
+  return typeof v === 'number' ? v : v.toNumber();
+}

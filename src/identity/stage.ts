@@ -1,0 +1,75 @@
+// The identity stage: methods in priority order; the first success wins. No success → 401 (with
+// WWW-Authenticate), or 503 when a method could not reach its backend (fail closed).
+import type { CheckContext, Stage } from '../pipeline/context.js';
+import { deny, type Decision } from '../pipeline/decision.js';
+import { compileWhen, evalAll, type SectionContext } from '../pipeline/section.js';
+import type { YNode } from '../policy/yaml-node.js';
+import { readCredentials } from './credentials.js';
+import type { IdentityMethod } from './method.js';
+import { IDENTITY_METHODS } from './methods.js';
+
+const COMMON_KEYS = ['priority', 'when', 'credentials', 'metrics', 'cache', 'defaults', 'overrides'];
+
+export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | undefined {
+  const methods: IdentityMethod[] = [];
+  for (const [name, cfg] of node.entries('authentication: a map of named methods')) {
+    const kinds = cfg.entries(`authentication "${name}"`).filter(([k]) => !COMMON_KEYS.includes(k));
+    const known = Object.keys(IDENTITY_METHODS);
+    if (kinds.length !== 1) {
+      cfg.error(`authentication "${name}": give exactly one method (${known.join(', ')})`);
+      continue;
+    }
+    const [kind, kindCfg] = kinds[0]!;
+    const factory = IDENTITY_METHODS[kind];
+    if (!factory) {
+      cfg.checkKeys([...known, ...COMMON_KEYS], `authentication "${name}"`);
+      continue;
+    }
+    const built = factory({ name, config: kindCfg, credentials: readCredentials(cfg.get('credentials')), sc });
+    if (!built) continue;
+    methods.push({
+      ...built,
+      name,
+      priority: cfg.get('priority')?.number('priority') ?? 0,
+      when: compileWhen(cfg.get('when'), `authentication "${name}".when`, sc),
+    });
+  }
+  if (methods.length === 0) return undefined;
+  methods.sort((a, b) => a.priority - b.priority);
+  const challenges = [...new Set(methods.map((m) => m.challenge).filter(Boolean))];
+  const policy = sc.policy;
+
+  return {
+    evaluator: 'identity',
+    name: 'authentication',
+    async run(ctx: CheckContext): Promise<Decision | undefined> {
+      let unavailable: string | undefined;
+      let invalid: string | undefined;
+      for (const m of methods) {
+        if (m.when.length && !evalAll(m.when, ctx.activation)) continue;
+        const t0 = ctx.trace ? performance.now() : 0;
+        const out = await m.authenticate(ctx);
+        ctx.addTrace({
+          evaluator: 'identity',
+          name: `${m.name} (${m.kind})`,
+          result: out.kind === 'ok' ? `ok: ${out.label}` : out.kind === 'missing' ? 'no credential' : `${out.kind}: ${out.reason}`,
+          durationMs: ctx.trace ? performance.now() - t0 : 0,
+        });
+        if (out.kind === 'ok') {
+          (ctx.auth as { identity: unknown }).identity = out.identity;
+          ctx.identityLabel = out.label;
+          if (out.credential) {
+            ctx.credential = out.credential;
+            ctx.secrets.push(out.credential);
+          }
+          return undefined;
+        }
+        if (out.kind === 'unavailable') unavailable ??= `${m.name}: ${out.reason}`;
+        else if (out.kind === 'invalid') invalid ??= `${m.name}: ${out.reason}`;
+      }
+      if (unavailable) return deny(policy, 'identity', 503, `identity backend unavailable (${unavailable})`);
+      const headers = challenges.map((c) => ({ key: 'www-authenticate', value: c, action: 'append' as const }));
+      return deny(policy, 'identity', 401, invalid ?? 'no credential', { headers });
+    },
+  };
+}

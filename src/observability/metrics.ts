@@ -1,0 +1,107 @@
+// Prometheus metrics (prom-client). Label values are bounded: policy names, decisions, statuses, evaluator
+// kinds, backend names and outcomes; never usernames, hosts outside policies, paths or tokens.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly checks: Counter<'policy' | 'decision' | 'status'>;
+  readonly checkDuration: Histogram<'decision'>;
+  readonly inflight: Gauge;
+  readonly evaluatorDuration: Histogram<'evaluator'>;
+  readonly evaluatorErrors: Counter<'evaluator'>;
+  readonly backendCalls: Counter<'backend' | 'outcome'>;
+  readonly backendDuration: Histogram<'backend'>;
+  readonly cacheEvents: Counter<'cache' | 'event'>;
+  readonly policyReloads: Counter<'result'>;
+  readonly policiesLoaded: Gauge;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+    this.checks = new Counter({
+      name: 'egress_authz_checks_total',
+      help: 'Checks answered, by policy, decision and HTTP status',
+      labelNames: ['policy', 'decision', 'status'],
+      registers,
+    });
+    this.checkDuration = new Histogram({
+      name: 'egress_authz_check_duration_seconds',
+      help: 'Time to answer one Check',
+      labelNames: ['decision'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2],
+      registers,
+    });
+    this.inflight = new Gauge({
+      name: 'egress_authz_checks_in_flight',
+      help: 'Checks being evaluated now',
+      registers,
+    });
+    this.evaluatorDuration = new Histogram({
+      name: 'egress_authz_evaluator_duration_seconds',
+      help: 'Time spent per evaluator kind',
+      labelNames: ['evaluator'],
+      buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2],
+      registers,
+    });
+    this.evaluatorErrors = new Counter({
+      name: 'egress_authz_evaluator_errors_total',
+      help: 'Evaluator errors (CEL runtime errors, backend failures)',
+      labelNames: ['evaluator'],
+      registers,
+    });
+    this.backendCalls = new Counter({
+      name: 'egress_authz_backend_calls_total',
+      help: 'Calls to backends (tokenreview, jwks, vault, http, redis) by outcome',
+      labelNames: ['backend', 'outcome'],
+      registers,
+    });
+    this.backendDuration = new Histogram({
+      name: 'egress_authz_backend_duration_seconds',
+      help: 'Backend call latency',
+      labelNames: ['backend'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1],
+      registers,
+    });
+    this.cacheEvents = new Counter({
+      name: 'egress_authz_cache_events_total',
+      help: 'Cache hits, misses and coalesced waits by cache',
+      labelNames: ['cache', 'event'],
+      registers,
+    });
+    this.policyReloads = new Counter({
+      name: 'egress_authz_policy_reloads_total',
+      help: 'Policy loads and reloads by result (ok, failed)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.policiesLoaded = new Gauge({
+      name: 'egress_authz_policies_loaded',
+      help: 'Policy documents in the active set',
+      registers,
+    });
+  }
+
+  /** A cache observer that feeds cacheEvents. */
+  cacheObserver() {
+    return {
+      onHit: (cache: string) => this.cacheEvents.inc({ cache, event: 'hit' }),
+      onMiss: (cache: string) => this.cacheEvents.inc({ cache, event: 'miss' }),
+      onCoalesced: (cache: string) => this.cacheEvents.inc({ cache, event: 'coalesced' }),
+    };
+  }
+
+  /** Times a backend call and records its outcome. */
+  async timeBackend<T>(backend: string, call: () => Promise<T>, outcomeOf?: (v: T) => string): Promise<T> {
+    const end = this.backendDuration.startTimer({ backend });
+    try {
+      const v = await call();
+      this.backendCalls.inc({ backend, outcome: outcomeOf ? outcomeOf(v) : 'ok' });
+      return v;
+    } catch (err) {
+      this.backendCalls.inc({ backend, outcome: 'error' });
+      throw err;
+    } finally {
+      end();
+    }
+  }
+}

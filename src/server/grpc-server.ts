@@ -1,0 +1,181 @@
+// The gRPC endpoint: envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health.
+import * as grpc from '@grpc/grpc-js';
+import {
+  DecodeError,
+  HealthCheckRequestType,
+  HealthCheckResponseType,
+  deserializeCheckRequest,
+  serializeCheckResponse,
+  type ProtoCheckRequest,
+} from '../envoy/codec.js';
+import { InvalidCheckRequest, toRequestView } from '../envoy/request.js';
+import { toCheckResponse } from '../envoy/response.js';
+import type { CheckOutcome } from '../pipeline/authorizer.js';
+import type { RequestView } from '../envoy/request-view.js';
+
+export type CheckHandler = (view: RequestView) => Promise<CheckOutcome>;
+
+export const SERVING = 1;
+export const NOT_SERVING = 2;
+export const SERVICE_UNKNOWN = 3;
+
+function safeDeserialize(buf: Buffer): ProtoCheckRequest | DecodeError {
+  // grpc-js turns a throwing deserializer into INTERNAL; we want INVALID_ARGUMENT, so decode errors are values.
+  try {
+    return deserializeCheckRequest(buf);
+  } catch (err) {
+    return err instanceof DecodeError ? err : new DecodeError('malformed CheckRequest');
+  }
+}
+
+const authorizationService: grpc.ServiceDefinition = {
+  Check: {
+    path: '/envoy.service.auth.v3.Authorization/Check',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (v: unknown) => v as Buffer,
+    requestDeserialize: safeDeserialize,
+    responseSerialize: serializeCheckResponse,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+const healthService: grpc.ServiceDefinition = {
+  Check: {
+    path: '/grpc.health.v1.Health/Check',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (v: unknown) => v as Buffer,
+    requestDeserialize: (b: Buffer) => {
+      try {
+        return HealthCheckRequestType.decode(b) as unknown as { service?: string };
+      } catch {
+        return { service: '\0invalid' };
+      }
+    },
+    responseSerialize: (v: { status: number }) => Buffer.from(HealthCheckResponseType.encode(v).finish()),
+    responseDeserialize: (b: Buffer) => b,
+  },
+  Watch: {
+    path: '/grpc.health.v1.Health/Watch',
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: (v: unknown) => v as Buffer,
+    requestDeserialize: (b: Buffer) => {
+      try {
+        return HealthCheckRequestType.decode(b) as unknown as { service?: string };
+      } catch {
+        return { service: '\0invalid' };
+      }
+    },
+    responseSerialize: (v: { status: number }) => Buffer.from(HealthCheckResponseType.encode(v).finish()),
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+const KNOWN_SERVICES = new Set(['', 'envoy.service.auth.v3.Authorization']);
+
+export interface GrpcServerHandle {
+  readonly server: grpc.Server;
+  readonly port: number;
+  setServing(serving: boolean): void;
+  /** Checks started and not yet answered. */
+  inflight(): number;
+  /** Stop accepting; wait for in-flight calls up to `timeoutMs`, then force. */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+export async function startGrpcServer(
+  listen: string,
+  handler: CheckHandler,
+  onInvalid?: (reason: string) => void,
+): Promise<GrpcServerHandle> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 8 * 1024 * 1024,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  let serving = false;
+  let inflight = 0;
+  const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
+  const statusFor = (service: string | undefined) =>
+    !KNOWN_SERVICES.has(service ?? '') ? SERVICE_UNKNOWN : serving ? SERVING : NOT_SERVING;
+
+  server.addService(authorizationService, {
+    Check: (
+      call: grpc.ServerUnaryCall<ProtoCheckRequest | DecodeError, object>,
+      callback: grpc.sendUnaryData<object>,
+    ) => {
+      const req = call.request;
+      if (req instanceof DecodeError) {
+        onInvalid?.(req.message);
+        callback({ code: grpc.status.INVALID_ARGUMENT, details: req.message });
+        return;
+      }
+      let view: RequestView;
+      try {
+        view = toRequestView(req);
+      } catch (err) {
+        const msg = err instanceof InvalidCheckRequest ? err.message : 'invalid CheckRequest';
+        onInvalid?.(msg);
+        callback({ code: grpc.status.INVALID_ARGUMENT, details: msg });
+        return;
+      }
+      inflight++;
+      handler(view).then(
+        (outcome) => {
+          inflight--;
+          callback(null, toCheckResponse(outcome.decision));
+        },
+        () => {
+          inflight--;
+          callback({ code: grpc.status.INTERNAL, details: 'internal error' });
+        },
+      );
+    },
+  });
+  server.addService(healthService, {
+    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: number }>, cb: grpc.sendUnaryData<{ status: number }>) => {
+      const status = statusFor(call.request.service);
+      if (status === SERVICE_UNKNOWN) cb({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
+      else cb(null, { status });
+    },
+    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: number }>) => {
+      call.write({ status: statusFor(call.request.service) });
+      watchers.add(call);
+      call.on('cancelled', () => watchers.delete(call));
+      call.on('close', () => watchers.delete(call));
+    },
+  });
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+  });
+
+  return {
+    server,
+    port,
+    setServing(s: boolean) {
+      serving = s;
+      for (const w of watchers) w.write({ status: statusFor(w.request.service) });
+    },
+    inflight: () => inflight,
+    async shutdown(timeoutMs: number) {
+      serving = false;
+      for (const w of watchers) {
+        w.write({ status: NOT_SERVING });
+        w.end();
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, timeoutMs);
+        // tryShutdown stops accepting new calls and waits for the ones in flight.
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    },
+  };
+}
