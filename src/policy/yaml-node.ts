@@ -153,15 +153,18 @@ export class YNode {
       // Escapes shift columns slightly; good enough to land on the right token in practice.
       return this.src.pos(start + 1 + offset);
     }
-    // Block scalar: content starts on the line after the header; walk content lines.
+    // Block scalar: content starts on the line after the header. The block's indentation is that of its
+    // first non-empty line; deeper lines keep their extra spaces in the value (folded and literal alike).
     const text = this.src.text;
     let lineStart = text.indexOf('\n', start) + 1;
+    let blockIndent = -1;
     let remaining = offset;
     while (lineStart > 0 && lineStart < n.range[1]) {
       const lineEnd = text.indexOf('\n', lineStart);
       const line = text.slice(lineStart, lineEnd < 0 ? text.length : lineEnd);
-      const indent = line.length - line.trimStart().length;
-      const content = line.trimStart();
+      if (blockIndent < 0 && line.trim() !== '') blockIndent = line.length - line.trimStart().length;
+      const indent = Math.min(Math.max(blockIndent, 0), line.length);
+      const content = line.slice(indent);
       if (remaining <= content.length) return this.src.pos(lineStart + indent + remaining);
       remaining -= content.length + 1;
       if (lineEnd < 0) break;
