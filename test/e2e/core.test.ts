@@ -76,7 +76,7 @@ describe('seed Kyverno policy, verbatim', () => {
     });
   }
 
-  for (const headers of [{}, { 'x-force-authorized': 'false' }, { 'x-force-authorized': 'TRUE' }]) {
+  for (const headers of [{}, { 'x-force-authorized': 'false' }, { 'x-force-authorized': 'TRUE' }] as Array<Record<string, string>>) {
     it(`denies 403 with the policy's body for ${JSON.stringify(headers)}`, async () => {
       const r = await s.client.check({ host: 'host.docker.internal', headers });
       expect(r.allowed).toBe(false);
