@@ -6,8 +6,12 @@
 import {
   decidingIndex,
   RateLimitStoreUnavailableError,
+  validateDebitRequest,
   validateHitRequest,
   type CounterState,
+  type DebitRequest,
+  type DebitResult,
+  type DebitState,
   type HitRequest,
   type HitResult,
   type RateLimitStore,
@@ -59,6 +63,14 @@ export class MemoryRateLimitStore implements RateLimitStore {
   hit(request: HitRequest): Promise<HitResult> {
     try {
       return Promise.resolve(this.hitNow(request));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  debit(request: DebitRequest): Promise<DebitResult> {
+    try {
+      return Promise.resolve(this.debitNow(request));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -123,6 +135,73 @@ export class MemoryRateLimitStore implements RateLimitStore {
         remaining: Math.max(0, counter.limit - used),
         resetMs: window === undefined ? counter.windowMs : resetMsOf(window, nowMs),
         exceeded: exceeded[index] as boolean,
+      };
+    });
+    return allowed ? { allowed, counters: states } : { allowed, counters: states, exceededIndex: decidingIndex(states) };
+  }
+
+  /** Token-budget accounting (store.ts DebitRequest): per-counter costs, reservation with ifRoom, releases. */
+  private debitNow(request: DebitRequest): DebitResult {
+    if (this.closed) throw new RateLimitStoreUnavailableError('closed', 'memory store closed');
+    validateDebitRequest(request);
+    const nowMs = request.nowMs ?? this.now();
+    const counters = request.counters;
+    const ifRoom = request.ifRoom === true;
+    this.sweep(nowMs, counters.length + SWEEP_EXTRA_PER_HIT);
+    const storageKeys = counters.map((counter) => storageKeyOf(counter.key, counter.windowMs));
+
+    // Phase 1 (reservations only): every counter must have room for its cost, counting earlier listings of
+    // the same budget in this call.
+    let allowed = true;
+    const refused: boolean[] = counters.map(() => false);
+    if (ifRoom) {
+      const pending = new Map<string, number>();
+      for (let index = 0; index < counters.length; index++) {
+        const counter = counters[index] as (typeof counters)[number];
+        const storageKey = storageKeys[index] as string;
+        const window = this.openWindow(storageKey, nowMs);
+        const alreadyPending = pending.get(storageKey) ?? 0;
+        if ((window?.count ?? 0) + alreadyPending + Math.max(counter.cost, 1) > counter.limit) {
+          refused[index] = true;
+          allowed = false;
+        }
+        pending.set(storageKey, alreadyPending + counter.cost);
+      }
+    }
+
+    // Phase 2: releases, then costs (a counter without an open window opens one when it spends).
+    if (allowed) {
+      for (let index = 0; index < counters.length; index++) {
+        const counter = counters[index] as (typeof counters)[number];
+        const storageKey = storageKeys[index] as string;
+        let window = this.openWindow(storageKey, nowMs);
+        const release = counter.release;
+        if (release !== undefined && window !== undefined && window.startMs === release.windowStartMs) {
+          window.count = Math.max(0, window.count - release.units);
+        }
+        if (counter.cost > 0) {
+          if (window === undefined) {
+            window = { count: 0, startMs: nowMs, windowMs: counter.windowMs };
+            this.windows.set(storageKey, window);
+          }
+          window.count += counter.cost;
+        }
+      }
+      this.evictOverflow();
+    }
+
+    const states: DebitState[] = counters.map((counter, index) => {
+      const stored = this.windows.get(storageKeys[index] as string);
+      const window = stored !== undefined && isOpen(stored, nowMs) ? stored : undefined;
+      const used = window?.count ?? 0;
+      return {
+        limit: counter.limit,
+        windowMs: counter.windowMs,
+        used,
+        remaining: Math.max(0, counter.limit - used),
+        resetMs: window === undefined ? counter.windowMs : resetMsOf(window, nowMs),
+        exceeded: ifRoom ? (refused[index] as boolean) : used >= counter.limit,
+        windowStartMs: window?.startMs,
       };
     });
     return allowed ? { allowed, counters: states } : { allowed, counters: states, exceededIndex: decidingIndex(states) };

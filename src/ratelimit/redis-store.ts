@@ -13,8 +13,12 @@ import { Redis } from 'ioredis';
 import {
   decidingIndex,
   RateLimitStoreUnavailableError,
+  validateDebitRequest,
   validateHitRequest,
   type CounterState,
+  type DebitRequest,
+  type DebitResult,
+  type DebitState,
   type HitRequest,
   type HitResult,
   type RateLimitStore,
@@ -119,7 +123,113 @@ return reply
 
 const HIT_COMMAND = 'egressAuthzRateLimitHit';
 
+// Token-budget debits (store.ts DebitRequest), same key layout and window rules as HIT_SCRIPT.
+// KEYS[i]: one hash per counter window. ARGV[1]: "1" for ifRoom (reservation), else "0"; ARGV[2]: now in ms or
+// "" for the server clock; then per counter i, at base = 2 + 5 * (i - 1): limit, window ms, cost, release
+// units, release window start ("" for no release).
+// Reply: allowed, then per counter: units in its window, ms until the window ends (-1: no window), refused
+// (ifRoom only), window start (-1: no window).
+const DEBIT_SCRIPT = `
+if redis.replicate_commands then redis.replicate_commands() end
+local ifRoom = ARGV[1] == '1'
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+else
+  now = tonumber(ARGV[2])
+end
+local n = #KEYS
+local state = {}
+local function load(key, window)
+  local st = state[key]
+  if st == nil then
+    local fields = redis.call('HMGET', key, 'c', 's')
+    local c, s = tonumber(fields[1]), tonumber(fields[2])
+    if c == nil or s == nil or now >= s + window then
+      c = 0
+      s = false
+    end
+    st = { c = c, s = s, dirty = false, opened = false, window = window }
+    state[key] = st
+  end
+  return st
+end
+local allowed = 1
+local refused = {}
+if ifRoom then
+  local pending = {}
+  for i = 1, n do
+    local base = 2 + 5 * (i - 1)
+    local limit = tonumber(ARGV[base + 1])
+    local cost = tonumber(ARGV[base + 3])
+    local st = load(KEYS[i], tonumber(ARGV[base + 2]))
+    local p = pending[KEYS[i]] or 0
+    local required = cost
+    if required < 1 then required = 1 end
+    if st.c + p + required > limit then
+      refused[i] = 1
+      allowed = 0
+    else
+      refused[i] = 0
+    end
+    pending[KEYS[i]] = p + cost
+  end
+end
+if allowed == 1 then
+  for i = 1, n do
+    local base = 2 + 5 * (i - 1)
+    local cost = tonumber(ARGV[base + 3])
+    local st = load(KEYS[i], tonumber(ARGV[base + 2]))
+    if ARGV[base + 5] ~= '' and st.s ~= false and st.s == tonumber(ARGV[base + 5]) then
+      local after = st.c - tonumber(ARGV[base + 4])
+      if after < 0 then after = 0 end
+      if after ~= st.c then
+        st.c = after
+        st.dirty = true
+      end
+    end
+    if cost > 0 then
+      if st.s == false then
+        st.s = now
+        st.c = 0
+        st.opened = true
+      end
+      st.c = st.c + cost
+      st.dirty = true
+    end
+  end
+  for key, st in pairs(state) do
+    if st.dirty then
+      redis.call('HSET', key, 'c', st.c, 's', st.s)
+      if st.opened then redis.call('PEXPIRE', key, st.window) end
+    end
+  end
+end
+local reply = { allowed }
+for i = 1, n do
+  local window = tonumber(ARGV[2 + 5 * (i - 1) + 2])
+  local st = state[KEYS[i]] or load(KEYS[i], window)
+  local reset = -1
+  local start = -1
+  if st.s ~= false then
+    start = st.s
+    reset = st.s + window - now
+    if reset < 0 then reset = 0 end
+    if reset > window then reset = window end
+  end
+  reply[#reply + 1] = st.c
+  reply[#reply + 1] = reset
+  reply[#reply + 1] = refused[i] or 0
+  reply[#reply + 1] = start
+end
+return reply
+`;
+
+const DEBIT_COMMAND = 'egressAuthzBudgetDebit';
+
 type ScriptedRedis = Redis & {
+  [DEBIT_COMMAND](numberOfKeys: number, ...keysAndArgs: Array<string | number>): Promise<unknown>;
   [HIT_COMMAND](numberOfKeys: number, ...keysAndArgs: Array<string | number>): Promise<unknown>;
 };
 
@@ -157,6 +267,7 @@ export class RedisRateLimitStore implements RateLimitStore {
       lazyConnect: false,
     }) as ScriptedRedis;
     redis.defineCommand(HIT_COMMAND, { lua: HIT_SCRIPT });
+    redis.defineCommand(DEBIT_COMMAND, { lua: DEBIT_SCRIPT });
     redis.on('ready', () => this.setState('up'));
     redis.on('close', () => this.setState('down'));
     // Without a listener ioredis prints every connection error; outages are reported via onStateChange.
@@ -217,6 +328,40 @@ export class RedisRateLimitStore implements RateLimitStore {
     return toHitResult(reply, request);
   }
 
+  /** Token-budget accounting: one EVALSHA, atomic like `hit` (store.ts DebitRequest). */
+  async debit(request: DebitRequest): Promise<DebitResult> {
+    if (this.closed) throw new RateLimitStoreUnavailableError('closed', 'redis store closed');
+    validateDebitRequest(request);
+    const counters = request.counters;
+    if (counters.length === 0) return { allowed: true, counters: [] };
+    if (this.redis.status !== 'ready') throw new RateLimitStoreUnavailableError('not-connected', 'redis not connected');
+
+    const keysAndArgs: Array<string | number> = counters.map((counter) =>
+      redisKeyOf(counter.key, counter.windowMs, this.keyPrefix),
+    );
+    keysAndArgs.push(request.ifRoom === true ? '1' : '0', this.useCallerClock ? Math.floor(request.nowMs ?? Date.now()) : '');
+    for (const counter of counters) {
+      keysAndArgs.push(
+        counter.limit,
+        counter.windowMs,
+        counter.cost,
+        counter.release?.units ?? 0,
+        counter.release === undefined ? '' : counter.release.windowStartMs,
+      );
+    }
+
+    let reply: unknown;
+    try {
+      reply = await this.redis[DEBIT_COMMAND](counters.length, ...keysAndArgs);
+    } catch (error) {
+      const unavailable = toUnavailableError(error);
+      if (unavailable.reason === 'timeout') this.setState('down');
+      throw unavailable;
+    }
+    this.setState('up');
+    return toDebitResult(reply, request);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -237,6 +382,31 @@ export class RedisRateLimitStore implements RateLimitStore {
     this.state = next;
     for (const listener of [...this.listeners]) listener(next);
   }
+}
+
+function toDebitResult(reply: unknown, request: DebitRequest): DebitResult {
+  const counters = request.counters;
+  if (!Array.isArray(reply) || reply.length !== 1 + 4 * counters.length || !reply.every((value) => typeof value === 'number')) {
+    throw new RateLimitStoreUnavailableError('error', 'unexpected reply from the budget script');
+  }
+  const values = reply as number[];
+  const allowed = values[0] === 1;
+  const ifRoom = request.ifRoom === true;
+  const states: DebitState[] = counters.map((counter, index) => {
+    const used = values[1 + 4 * index] as number;
+    const resetMs = values[2 + 4 * index] as number;
+    const start = values[4 + 4 * index] as number;
+    return {
+      limit: counter.limit,
+      windowMs: counter.windowMs,
+      used,
+      remaining: Math.max(0, counter.limit - used),
+      resetMs: resetMs < 0 ? counter.windowMs : resetMs,
+      exceeded: ifRoom ? values[3 + 4 * index] === 1 : used >= counter.limit,
+      windowStartMs: start < 0 ? undefined : start,
+    };
+  });
+  return allowed ? { allowed, counters: states } : { allowed, counters: states, exceededIndex: decidingIndex(states) };
 }
 
 function toHitResult(reply: unknown, request: HitRequest): HitResult {

@@ -48,10 +48,55 @@ export interface HitResult {
 
 export type RateLimitStoreKind = 'memory' | 'redis';
 
+/**
+ * One budget of a `debit` (token budgets, docs/token-budgets.md): a counter as in `hit`, with its own cost.
+ * Budgets count units consumed after the fact (tokens a response reported), so a debit may take a
+ * counter past its limit; the next Check then finds no room.
+ */
+export interface DebitCounter extends HitCounter {
+  /** Units to add to the counter's current window (≥ 0); a counter with no open window opens one. */
+  readonly cost: number;
+  /**
+   * Units reserved earlier (by a debit with `ifRoom`) that are given back now: subtracted (never below 0)
+   * only when the counter's current window is the one that started at `windowStartMs`, the start the
+   * reserving debit reported. A reservation whose window has ended is gone with its window.
+   */
+  readonly release?: { readonly units: number; readonly windowStartMs: number };
+}
+
+export interface DebitRequest {
+  readonly counters: readonly DebitCounter[];
+  /**
+   * true: spend only if every counter has room for its cost (`used + cost ≤ limit`; cost 0: `used < limit`),
+   * else spend nothing — a reservation. false (default): spend whatever the counts (usage already consumed).
+   * Releases are only allowed without `ifRoom`.
+   */
+  readonly ifRoom?: boolean;
+  /** As in HitRequest. */
+  readonly nowMs?: number;
+}
+
+export interface DebitState extends CounterState {
+  /** Units counted in the current window after this call. */
+  readonly used: number;
+  /** Start of the current window by the store's clock (ms since the epoch); undefined when none is open. */
+  readonly windowStartMs: number | undefined;
+}
+
+export interface DebitResult {
+  /** Always true without `ifRoom`. */
+  readonly allowed: boolean;
+  readonly counters: readonly DebitState[];
+  /** When refused: the exceeded counter whose window ends last (the value for Retry-After). */
+  readonly exceededIndex?: number;
+}
+
 export interface RateLimitStore {
   readonly kind: RateLimitStoreKind;
   /** Test all counters and, only if all have room, spend `cost` on each — one atomic step. */
   hit(request: HitRequest): Promise<HitResult>;
+  /** Token-budget accounting: per-counter costs, optional reservation (`ifRoom`) and release — one atomic step. */
+  debit(request: DebitRequest): Promise<DebitResult>;
   close(): Promise<void>;
 }
 
@@ -152,4 +197,29 @@ export function decidingIndex(states: readonly CounterState[]): number {
     if (chosen === -1 || state.resetMs > (states[chosen] as CounterState).resetMs) chosen = index;
   }
   return chosen;
+}
+
+/** Rejects debits no store can honour; shared so every store fails the same way. */
+export function validateDebitRequest(request: DebitRequest): void {
+  if (request.nowMs !== undefined && !Number.isFinite(request.nowMs)) {
+    throw new TypeError('debit nowMs must be a finite number');
+  }
+  for (const counter of request.counters) {
+    if (!Number.isSafeInteger(counter.limit) || counter.limit < 0) {
+      throw new TypeError(`debit limit must be a non-negative integer, got ${String(counter.limit)}`);
+    }
+    if (!Number.isSafeInteger(counter.windowMs) || counter.windowMs <= 0) {
+      throw new TypeError(`debit window must be a positive integer of ms, got ${String(counter.windowMs)}`);
+    }
+    if (!Number.isSafeInteger(counter.cost) || counter.cost < 0) {
+      throw new TypeError(`debit cost must be a non-negative integer, got ${String(counter.cost)}`);
+    }
+    const release = counter.release;
+    if (release !== undefined) {
+      if (request.ifRoom === true) throw new TypeError('a debit with ifRoom cannot release units');
+      if (!Number.isSafeInteger(release.units) || release.units < 0 || !Number.isSafeInteger(release.windowStartMs)) {
+        throw new TypeError('debit release needs whole, non-negative units and a window start in ms');
+      }
+    }
+  }
 }

@@ -1,0 +1,77 @@
+// How documents for one host compose: each document's `when` gates only its own part.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestServer, seedPolicy, type TestServer } from '../support/test-server.js';
+
+const AUTH = `
+apiVersion: egress-authz.dev/v1alpha1
+kind: EgressPolicy
+metadata:
+  name: openai-auth
+  namespace: gateway-system
+spec:
+  hosts: [api.openai.com]
+  authentication:
+    mesh:
+      spiffe: {}
+  authorization:
+    team-a-only: auth.identity.namespace == "team-a"
+`;
+
+const RLP_WHEN_FALSE = `
+apiVersion: kuadrant.io/v1
+kind: RateLimitPolicy
+metadata:
+  name: only-posts
+  namespace: gateway-system
+spec:
+  targetRef:
+    group: gateway.networking.k8s.io
+    kind: HTTPRoute
+    name: openai-external
+  limits:
+    posts:
+      rates:
+        - limit: 1
+          window: 1m
+      counters:
+        - expression: auth.identity.username
+      when:
+        - predicate: request.method == "POST"
+  when:
+    - predicate: request.method == "POST"
+`;
+
+describe('composition of an authorizing document and a rate-limiting document', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({
+      files: { 'auth.yaml': AUTH, 'rlp.yaml': RLP_WHEN_FALSE, 'route.yaml': seedPolicy('openai-external-httproute.yaml') },
+    });
+  });
+  afterAll(() => s.close());
+
+  it("a RateLimitPolicy whose `when` is false does not switch off the other document's authorization", async () => {
+    const other = await s.client.check({ host: 'api.openai.com', principal: 'spiffe://cluster.local/ns/team-b/sa/default' });
+    expect(other.httpStatus).toBe(403);
+    const none = await s.client.check({ host: 'api.openai.com' });
+    expect(none.httpStatus).toBe(401);
+    const ok = await s.client.check({ host: 'api.openai.com', principal: 'spiffe://cluster.local/ns/team-a/sa/default' });
+    expect(ok.allowed).toBe(true);
+  });
+
+  it('the rate limit applies when its own `when` holds', async () => {
+    const p = 'spiffe://cluster.local/ns/team-a/sa/poster';
+    const first = await s.client.check({ host: 'api.openai.com', method: 'POST', principal: p });
+    expect(first.allowed).toBe(true);
+    const second = await s.client.check({ host: 'api.openai.com', method: 'POST', principal: p });
+    expect(second.httpStatus).toBe(429);
+    const get = await s.client.check({ host: 'api.openai.com', method: 'GET', principal: p });
+    expect(get.allowed).toBe(true);
+  });
+
+  it('rejects two authorizing documents for one host', async () => {
+    await expect(
+      startTestServer({ files: { 'a.yaml': AUTH, 'b.yaml': AUTH.replace('name: openai-auth', 'name: openai-auth-2') } }),
+    ).rejects.toThrow(/conflict: host api.openai.com/);
+  });
+});
