@@ -4,13 +4,27 @@ import type { YNode } from '../policy/yaml-node.js';
 
 export interface CredentialSource {
   readonly describe: string;
+  /** The Authorization scheme (the header prefix) when the credential travels in that header. */
+  readonly scheme?: string;
   extract(view: RequestView): string | undefined;
+}
+
+/** Realm of every WWW-Authenticate challenge we send. */
+export const REALM = 'egress-authz';
+
+/**
+ * The WWW-Authenticate challenge for a method reading `source`: the Authorization scheme it expects
+ * (`defaultScheme` when the credential travels elsewhere, e.g. in a custom header).
+ */
+export function challengeFor(source: CredentialSource, defaultScheme: string): string {
+  return `${source.scheme || defaultScheme} realm="${REALM}"`;
 }
 
 export function authorizationHeader(prefix = 'Bearer'): CredentialSource {
   const lower = prefix.toLowerCase();
   return {
     describe: `authorization header (${prefix})`,
+    scheme: prefix,
     extract(view) {
       const h = view.headers['authorization'];
       if (!h) return undefined;

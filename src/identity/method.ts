@@ -20,7 +20,10 @@ export interface IdentityMethod {
   readonly kind: string;
   readonly priority: number;
   readonly when: readonly CelProgram[];
-  /** Value of the WWW-Authenticate challenge for 401 answers. */
+  /**
+   * The WWW-Authenticate challenge for 401 answers (e.g. `Bearer realm="egress-authz"`; '' for none). When this
+   * method rejected a credential, the stage adds `error="invalid_token"` (RFC 6750).
+   */
   readonly challenge: string;
   authenticate(ctx: CheckContext): IdentityOutcome | Promise<IdentityOutcome>;
 }
@@ -30,6 +33,8 @@ export interface MethodCompileInput {
   /** The method's own config node (e.g. the value under `kubernetesTokenReview:`). */
   readonly config: YNode;
   readonly credentials: CredentialSource;
+  /** The method entry's `cache.ttl` (Kuadrant), in ms: caps how long a backend's verdict is cached. */
+  readonly cacheTtlMs?: number;
   readonly sc: SectionContext;
 }
 

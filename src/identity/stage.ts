@@ -1,7 +1,7 @@
 // The identity stage: methods in priority order; the first success wins. No success → 401 (with
 // WWW-Authenticate), or 503 when a method could not reach its backend (fail closed).
 import type { CheckContext, Stage } from '../pipeline/context.js';
-import { deny, type Decision } from '../pipeline/decision.js';
+import { deny, type Decision, type HeaderMutation } from '../pipeline/decision.js';
 import { compileWhen, evalAll, type SectionContext } from '../pipeline/section.js';
 import type { YNode } from '../policy/yaml-node.js';
 import { readCredentials } from './credentials.js';
@@ -25,7 +25,13 @@ export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | u
       cfg.checkKeys([...known, ...COMMON_KEYS], `authentication "${name}"`);
       continue;
     }
-    const built = factory({ name, config: kindCfg, credentials: readCredentials(cfg.get('credentials')), sc });
+    const built = factory({
+      name,
+      config: kindCfg,
+      credentials: readCredentials(cfg.get('credentials')),
+      cacheTtlMs: readCacheTtl(cfg.get('cache'), name),
+      sc,
+    });
     if (!built) continue;
     methods.push({
       ...built,
@@ -36,7 +42,6 @@ export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | u
   }
   if (methods.length === 0) return undefined;
   methods.sort((a, b) => a.priority - b.priority);
-  const challenges = [...new Set(methods.map((m) => m.challenge).filter(Boolean))];
   const policy = sc.policy;
 
   return {
@@ -45,6 +50,7 @@ export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | u
     async run(ctx: CheckContext): Promise<Decision | undefined> {
       let unavailable: string | undefined;
       let invalid: string | undefined;
+      const rejectedBy = new Set<IdentityMethod>();
       for (const m of methods) {
         if (m.when.length && !evalAll(m.when, ctx.activation)) continue;
         const t0 = ctx.trace ? performance.now() : 0;
@@ -65,11 +71,43 @@ export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | u
           return undefined;
         }
         if (out.kind === 'unavailable') unavailable ??= `${m.name}: ${out.reason}`;
-        else if (out.kind === 'invalid') invalid ??= `${m.name}: ${out.reason}`;
+        else if (out.kind === 'invalid') {
+          invalid ??= `${m.name}: ${out.reason}`;
+          rejectedBy.add(m);
+        }
       }
       if (unavailable) return deny(policy, 'identity', 503, `identity backend unavailable (${unavailable})`);
-      const headers = challenges.map((c) => ({ key: 'www-authenticate', value: c, action: 'append' as const }));
+      const headers = challengeHeaders(methods, rejectedBy);
       return deny(policy, 'identity', 401, invalid ?? 'no credential', { headers });
     },
   };
+}
+
+/** One WWW-Authenticate value per distinct challenge, flagged invalid_token when its credential was rejected. */
+function challengeHeaders(methods: readonly IdentityMethod[], rejectedBy: ReadonlySet<IdentityMethod>): HeaderMutation[] {
+  const byChallenge = new Map<string, boolean>();
+  for (const m of methods) {
+    if (!m.challenge) continue;
+    byChallenge.set(m.challenge, (byChallenge.get(m.challenge) ?? false) || rejectedBy.has(m));
+  }
+  return [...byChallenge].map(([challenge, rejected]) => ({
+    key: 'www-authenticate',
+    value: rejected ? `${challenge}, error="invalid_token"` : challenge,
+    action: 'append' as const,
+  }));
+}
+
+/** Kuadrant's per-method `cache: {key, ttl}`: we key by the credential's hash, so only `ttl` (seconds) matters. */
+function readCacheTtl(node: YNode | undefined, name: string): number | undefined {
+  if (!node || node.isNull) return undefined;
+  node.checkKeys(['key', 'ttl'], `authentication "${name}".cache`);
+  const ttl = node.get('ttl');
+  if (!ttl) return undefined;
+  const seconds = ttl.number('cache.ttl: seconds');
+  if (seconds === undefined) return undefined;
+  if (!(seconds >= 0)) {
+    ttl.error('cache.ttl must be zero or more seconds');
+    return undefined;
+  }
+  return seconds * 1000;
 }

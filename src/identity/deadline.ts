@@ -1,0 +1,32 @@
+// Waiting for an identity backend inside one Check's budget. A shared (coalesced) backend call keeps running on
+// its own timeout when one caller gives up, so its answer still fills the cache for the next request; each
+// caller stops waiting a little before its deadline so that it can still answer 503 with a precise reason.
+import type { CheckContext } from '../pipeline/context.js';
+
+/** Time kept back from the Check deadline to build and send our own answer. */
+const ANSWER_MARGIN_MS = 5;
+
+export type Waited<T> = { readonly done: true; readonly value: T } | { readonly done: false };
+
+/** The value of `work`, or `{done: false}` when the Check's deadline comes first. Never rejects on timeout. */
+export async function waitWithinDeadline<T>(work: T | Promise<T>, ctx: Pick<CheckContext, 'deadline' | 'signal'>): Promise<Waited<T>> {
+  if (!(work instanceof Promise)) return { done: true, value: work };
+  const budget = ctx.deadline - ANSWER_MARGIN_MS - Date.now();
+  if (budget <= 0 || ctx.signal.aborted) {
+    work.catch(() => undefined);
+    return { done: false };
+  }
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const gaveUp = new Promise<Waited<T>>((resolve) => {
+    timer = setTimeout(() => resolve({ done: false }), budget);
+    onAbort = () => resolve({ done: false });
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([work.then((value): Waited<T> => ({ done: true, value })), gaveUp]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) ctx.signal.removeEventListener('abort', onAbort);
+  }
+}

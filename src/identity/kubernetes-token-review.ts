@@ -1,0 +1,119 @@
+// `kubernetesTokenReview`: asks the API server (TokenReview) whether the workload's token is valid for the
+// configured audiences. The identity is the review's status as Kubernetes returns it (authenticated, user
+// {username, uid, groups, extra}, audiences) plus the convenience fields username, namespace, serviceAccount.
+//
+// Verdicts are cached in the shared cache under the SHA-256 of the token (and audiences): a success until the
+// token expires or the TTL passes, whichever is first; a rejection briefly; a backend failure not at all.
+// Concurrent Checks with one new token make one TokenReview. The API server being down or slow answers 503.
+import { hashKey, TtlLruCache, type Loaded } from '../cache/cache.js';
+import type { Services } from '../pipeline/services.js';
+import { warnBackendThrottled } from './backend-log.js';
+import { challengeFor } from './credentials.js';
+import { waitWithinDeadline } from './deadline.js';
+import { convenienceFields, deepFreeze, unverifiedExpiry } from './identity-object.js';
+import { kubeApiFor, type KubeApi, type TokenReviewStatus } from './kube-client.js';
+import type { IdentityMethodFactory } from './method.js';
+
+/** How long a success is trusted when the token itself allows longer (the apiserver's own webhook default). */
+export const TOKEN_REVIEW_DEFAULT_TTL_MS = 120_000;
+/** How long a rejected token stays rejected without asking again. */
+export const TOKEN_REVIEW_NEGATIVE_TTL_MS = 5_000;
+/** A TokenReview keeps running this long after the Checks waiting for it gave up, to fill the cache. */
+const BACKEND_TIMEOUT_MS = 2_000;
+const CACHE_MAX_ENTRIES = 10_000;
+
+type Verdict =
+  | { readonly kind: 'ok'; readonly identity: Readonly<Record<string, unknown>>; readonly label: string }
+  | { readonly kind: 'invalid'; readonly reason: string }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+/** The process-wide TokenReview verdict cache (kept across policy reloads). */
+export function tokenReviewCache(services: Services): TtlLruCache<Verdict> {
+  return services.singleton(
+    'identity:tokenreview-cache',
+    () => new TtlLruCache<Verdict>({ name: 'tokenreview', maxEntries: CACHE_MAX_ENTRIES, observer: services.metrics.cacheObserver() }),
+  );
+}
+
+export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, credentials, cacheTtlMs, sc }) => {
+  config.checkKeys(['audiences'], 'kubernetesTokenReview');
+  const audiences = config.get('audiences')?.stringList('audiences: a list of audiences') ?? [];
+  const services = sc.services;
+  const kube = kubeApiFor(services);
+  const cache = tokenReviewCache(services);
+  const ttlMs = cacheTtlMs ?? TOKEN_REVIEW_DEFAULT_TTL_MS;
+  const audienceKey = audiences.join('\n');
+
+  async function review(token: string): Promise<Loaded<Verdict>> {
+    let api: KubeApi;
+    try {
+      api = await kube.ready();
+    } catch (err) {
+      return { value: { kind: 'unavailable', reason: (err as Error).message }, ttlMs: 0 };
+    }
+    try {
+      const status = await services.metrics.timeBackend(
+        'tokenreview',
+        () => api.tokenReview(token, audiences, AbortSignal.timeout(BACKEND_TIMEOUT_MS)),
+        (s) => (s.authenticated ? 'authenticated' : 'rejected'),
+      );
+      if (!status.authenticated) {
+        return { value: { kind: 'invalid', reason: rejectionReason(status) }, ttlMs: Math.min(TOKEN_REVIEW_NEGATIVE_TTL_MS, ttlMs) };
+      }
+      const identity = identityOf(status);
+      return {
+        value: { kind: 'ok', identity, label: String(identity['username'] || 'kubernetes user') },
+        ttlMs: successTtlMs(ttlMs, unverifiedExpiry(token)),
+      };
+    } catch (err) {
+      const reason = (err as Error).message;
+      warnBackendThrottled(services.logger, 'tokenreview', `TokenReview failed: ${reason}`);
+      return { value: { kind: 'unavailable', reason }, ttlMs: 0 };
+    }
+  }
+
+  return {
+    kind: 'kubernetesTokenReview',
+    challenge: challengeFor(credentials, 'Bearer'),
+    async authenticate(ctx) {
+      const token = credentials.extract(ctx.view);
+      if (!token) return { kind: 'missing' };
+      const waited = await waitWithinDeadline(
+        cache.getOrLoad(hashKey('tokenreview', audienceKey, token), () => review(token)),
+        ctx,
+      );
+      if (!waited.done) {
+        const why = kube.current() ? 'TokenReview did not answer within the deadline' : 'the Kubernetes client is not ready';
+        return { kind: 'unavailable', reason: why };
+      }
+      const verdict = waited.value;
+      if (verdict.kind !== 'ok') return verdict;
+      return { kind: 'ok', identity: verdict.identity as Record<string, unknown>, label: verdict.label, credential: token };
+    },
+  };
+};
+
+/** How long an accepted token's verdict is cached: the TTL, cut short by the token's own expiry. */
+export function successTtlMs(ttlMs: number, expSeconds: number | undefined, now = Date.now()): number {
+  return expSeconds === undefined ? ttlMs : Math.min(ttlMs, expSeconds * 1000 - now);
+}
+
+/** The TokenReview status as the identity, plus convenience fields; frozen because it is cached and shared. */
+function identityOf(status: TokenReviewStatus): Readonly<Record<string, unknown>> {
+  const identity: Record<string, unknown> = { authenticated: true, user: status.user ?? {} };
+  if (status.audiences !== undefined) identity['audiences'] = status.audiences;
+  Object.assign(identity, convenienceFields(status.user?.username));
+  return deepFreeze(identity);
+}
+
+/**
+ * A short, secret-free reason from the API server's error text (which varies by version and authenticator):
+ * the workload learns whether its token expired or was minted for another audience.
+ */
+function rejectionReason(status: TokenReviewStatus): string {
+  const error = status.error ?? '';
+  if (/expired/i.test(error)) return 'token expired';
+  if (/audience/i.test(error)) return 'token audience not accepted';
+  if (/not valid yet|issued in the future/i.test(error)) return 'token not valid yet';
+  return 'token rejected by TokenReview';
+}
