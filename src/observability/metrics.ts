@@ -1,5 +1,7 @@
 // Prometheus metrics (prom-client). Label values are bounded: policy names, decisions, statuses, evaluator
 // kinds, backend names and outcomes; never usernames, hosts outside policies, paths or tokens.
+// With `serve --workers N` each worker keeps its own registry and the primary sums them (prom-client's
+// AggregatorRegistry); `aggregator` below says how a metric combines across workers where a sum is wrong.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class Metrics {
@@ -14,6 +16,10 @@ export class Metrics {
   readonly cacheEvents: Counter<'cache' | 'event'>;
   readonly policyReloads: Counter<'result'>;
   readonly policiesLoaded: Gauge;
+  readonly lastReloadSuccessful: Gauge;
+  readonly lastReloadTimestamp: Gauge;
+  /** Checks whose rate limits the store could not answer, by the failure mode applied (allow, deny). */
+  readonly ratelimitStoreFailures: Counter<'mode'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -77,8 +83,50 @@ export class Metrics {
     this.policiesLoaded = new Gauge({
       name: 'egress_authz_policies_loaded',
       help: 'Policy documents in the active set',
+      aggregator: 'max',
       registers,
     });
+    this.lastReloadSuccessful = new Gauge({
+      name: 'egress_authz_policy_last_reload_successful',
+      help: '1 when the last policy (re)load succeeded, 0 while serving an older set because the files do not load',
+      // Across workers: 0 as soon as one worker failed.
+      aggregator: 'min',
+      registers,
+    });
+    this.lastReloadTimestamp = new Gauge({
+      name: 'egress_authz_policy_last_reload_timestamp_seconds',
+      help: 'Unix time of the last policy (re)load attempt',
+      aggregator: 'max',
+      registers,
+    });
+    // Both results exist from the start, so rate() and alerts see a 0 rather than no series.
+    this.policyReloads.inc({ result: 'ok' }, 0);
+    this.policyReloads.inc({ result: 'failed' }, 0);
+    this.ratelimitStoreFailures = new Counter({
+      name: 'egress_authz_ratelimit_store_failures_total',
+      help: 'Checks the rate-limit store could not answer (Redis down or slow), by failure mode applied',
+      labelNames: ['mode'],
+      registers,
+    });
+  }
+
+  /** Records one policy load or reload attempt. */
+  recordReload(ok: boolean, documents?: number): void {
+    this.policyReloads.inc({ result: ok ? 'ok' : 'failed' });
+    this.lastReloadSuccessful.set(ok ? 1 : 0);
+    this.lastReloadTimestamp.set(Date.now() / 1000);
+    if (ok && documents !== undefined) this.policiesLoaded.set(documents);
+  }
+
+  /** Per-stage timings and failures for CompiledPolicy.observeStages (src/policy/policy.ts StageObserver). */
+  stageObserver(): { stageDone(evaluator: string, seconds: number, failed: boolean): void; failed(evaluator: string): void } {
+    return {
+      stageDone: (evaluator, seconds, failed) => {
+        this.evaluatorDuration.observe({ evaluator }, seconds);
+        if (failed) this.evaluatorErrors.inc({ evaluator });
+      },
+      failed: (evaluator) => this.evaluatorErrors.inc({ evaluator }),
+    };
   }
 
   /** A cache observer that feeds cacheEvents. */

@@ -2,7 +2,8 @@
 import type { RequestView } from '../envoy/request-view.js';
 import { toObjectView } from '../envoy/object-view.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import { CheckContext, type TraceStep } from './context.js';
+import type { Activation } from '../cel/compile.js';
+import { CheckContext, type StandIns, type TraceStep } from './context.js';
 import { allow, deny, type Decision } from './decision.js';
 import type { Services } from './services.js';
 
@@ -12,6 +13,8 @@ export interface CheckOutcome {
   readonly secrets: readonly string[];
   readonly trace?: readonly TraceStep[];
   readonly selectedVia?: string;
+  /** The CEL variables as the Check left them: only with `trace` (explain reads values from it). */
+  readonly activation?: Activation;
 }
 
 export class Authorizer {
@@ -20,14 +23,14 @@ export class Authorizer {
     private readonly currentSet: () => PolicySet | undefined,
   ) {}
 
-  async check(view: RequestView, opts: { trace?: boolean; set?: PolicySet } = {}): Promise<CheckOutcome> {
+  async check(view: RequestView, opts: { trace?: boolean; set?: PolicySet; standIns?: StandIns } = {}): Promise<CheckOutcome> {
     const set = opts.set ?? this.currentSet();
     if (!set) {
       return { decision: deny('', 'internal', 503, 'policies are not loaded yet'), secrets: [] };
     }
     const { checkDeadlineMs } = this.services.config;
     const controller = new AbortController();
-    const ctx = new CheckContext(view, Date.now() + checkDeadlineMs, controller.signal, () => toObjectView(view), opts.trace);
+    const ctx = new CheckContext(view, Date.now() + checkDeadlineMs, controller.signal, () => toObjectView(view), opts.trace, opts.standIns);
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<Decision>((resolve) => {
       timer = setTimeout(() => {
@@ -37,7 +40,7 @@ export class Authorizer {
     });
     try {
       const decision = await Promise.race([this.decide(set, ctx), deadline]);
-      return { decision, secrets: ctx.secrets, trace: ctx.trace };
+      return { decision, secrets: ctx.secrets, trace: ctx.trace, activation: ctx.trace ? ctx.activation : undefined };
     } catch (err) {
       // A bug or an unexpected backend error: fail closed, say nothing about the input.
       this.services.logger.error({ err: { message: (err as Error).message } }, 'check failed unexpectedly');
@@ -55,7 +58,13 @@ export class Authorizer {
         return sel.policy.evaluate(ctx);
       case 'global': {
         for (const p of sel.policies) {
-          if (!p.applies(ctx)) continue;
+          let applies = true;
+          try {
+            applies = p.applies(ctx);
+          } catch {
+            // A failing matchCondition is decided by the policy's failurePolicy inside evaluate().
+          }
+          if (!applies) continue;
           const d = await p.evaluate(ctx);
           if (d.kind === 'deny' && d.undecided) continue;
           return d;

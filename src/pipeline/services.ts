@@ -16,6 +16,8 @@ export interface RuntimeConfig {
 export class Services {
   private readonly singletons = new Map<string, unknown>();
   private readonly closers: Array<() => Promise<void> | void> = [];
+  private readonly warmups: Array<Promise<unknown>> = [];
+  private closed = false;
 
   constructor(
     readonly config: RuntimeConfig,
@@ -32,7 +34,32 @@ export class Services {
     return value;
   }
 
+  /**
+   * Registers start-up work a policy needs before it can answer quickly (loading a client library, a first
+   * key fetch). Work starts after the current policy load returns, so a load that is only checked (lint)
+   * and closed at once never starts it. Failures are the work's own business: they never reject here.
+   */
+  warmUp(start: () => Promise<unknown>): void {
+    const work = new Promise<void>((resolve) => setImmediate(resolve)).then(() => (this.closed ? undefined : start()));
+    this.warmups.push(work.catch(() => undefined));
+  }
+
+  /** Resolves once every warm-up registered so far has settled (readiness can wait on this). */
+  async warm(): Promise<void> {
+    let seen = 0;
+    while (seen < this.warmups.length) {
+      const batch = this.warmups.slice(seen);
+      seen = this.warmups.length;
+      await Promise.all(batch);
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   async close(): Promise<void> {
+    this.closed = true;
     for (const c of this.closers.splice(0).reverse()) {
       try {
         await c();

@@ -75,30 +75,51 @@ const healthService: grpc.ServiceDefinition = {
 
 const KNOWN_SERVICES = new Set(['', 'envoy.service.auth.v3.Authorization']);
 
+export interface CheckCounts {
+  /** Checks handed to the handler. */
+  readonly started: number;
+  /** Checks whose answer (decision or INTERNAL) was handed back to gRPC. */
+  readonly answered: number;
+}
+
 export interface GrpcServerHandle {
   readonly server: grpc.Server;
   readonly port: number;
   setServing(serving: boolean): void;
   /** Checks started and not yet answered. */
   inflight(): number;
-  /** Stop accepting; wait for in-flight calls up to `timeoutMs`, then force. */
-  shutdown(timeoutMs: number): Promise<void>;
+  counts(): CheckCounts;
+  /**
+   * Stop accepting (GOAWAY on open connections, listener closed); wait for in-flight calls up to `timeoutMs`,
+   * then force. Resolves with the number of checks still unanswered when forced (0 after a clean drain).
+   */
+  shutdown(timeoutMs: number): Promise<{ dropped: number }>;
+}
+
+/** Another service on the same server (the ext_proc processor): registered before bind, known to health checks. */
+export interface ExtraGrpcService {
+  readonly name: string;
+  readonly definition: grpc.ServiceDefinition;
+  readonly implementation: grpc.UntypedServiceImplementation;
 }
 
 export async function startGrpcServer(
   listen: string,
   handler: CheckHandler,
   onInvalid?: (reason: string) => void,
+  extraServices: readonly ExtraGrpcService[] = [],
 ): Promise<GrpcServerHandle> {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 8 * 1024 * 1024,
     'grpc.keepalive_permit_without_calls': 1,
   });
   let serving = false;
-  let inflight = 0;
+  let started = 0;
+  let answered = 0;
   const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
+  const known = new Set([...KNOWN_SERVICES, ...extraServices.map((extra) => extra.name)]);
   const statusFor = (service: string | undefined) =>
-    !KNOWN_SERVICES.has(service ?? '') ? SERVICE_UNKNOWN : serving ? SERVING : NOT_SERVING;
+    !known.has(service ?? '') ? SERVICE_UNKNOWN : serving ? SERVING : NOT_SERVING;
 
   server.addService(authorizationService, {
     Check: (
@@ -120,14 +141,14 @@ export async function startGrpcServer(
         callback({ code: grpc.status.INVALID_ARGUMENT, details: msg });
         return;
       }
-      inflight++;
+      started++;
       handler(view).then(
         (outcome) => {
-          inflight--;
+          answered++;
           callback(null, toCheckResponse(outcome.decision));
         },
         () => {
-          inflight--;
+          answered++;
           callback({ code: grpc.status.INTERNAL, details: 'internal error' });
         },
       );
@@ -147,6 +168,8 @@ export async function startGrpcServer(
     },
   });
 
+  for (const extra of extraServices) server.addService(extra.definition, extra.implementation);
+
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
@@ -158,22 +181,25 @@ export async function startGrpcServer(
       serving = s;
       for (const w of watchers) w.write({ status: statusFor(w.request.service) });
     },
-    inflight: () => inflight,
+    inflight: () => started - answered,
+    counts: () => ({ started, answered }),
     async shutdown(timeoutMs: number) {
       serving = false;
       for (const w of watchers) {
         w.write({ status: NOT_SERVING });
         w.end();
       }
-      await new Promise<void>((resolve) => {
+      watchers.clear();
+      return new Promise<{ dropped: number }>((resolve) => {
         const t = setTimeout(() => {
+          const dropped = started - answered;
           server.forceShutdown();
-          resolve();
+          resolve({ dropped });
         }, timeoutMs);
-        // tryShutdown stops accepting new calls and waits for the ones in flight.
+        // tryShutdown closes the listener and sends GOAWAY: calls already received finish, new ones go elsewhere.
         server.tryShutdown(() => {
           clearTimeout(t);
-          resolve();
+          resolve({ dropped: 0 });
         });
       });
     },
