@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Environment } from '@marcbachmann/cel-js';
 import type { SourcePos } from '../policy/diagnostics.js';
 import { SourceFile, YNode } from '../policy/yaml-node.js';
+import { describeTypeError, type CelCheckError } from './diagnose.js';
 import { policyEnvironment } from './environment.js';
 
 export type Activation = Record<string, unknown>;
@@ -96,7 +97,8 @@ export function compileExpression(
   const checked = env.check(src.text) as { valid: boolean; type?: string; error?: CelErrorLike };
   if (!checked.valid) {
     const e = checked.error ?? {};
-    return { error: { pos: src.posAt(e.range?.start ?? 0), message: `${what}: type error: ${summary(e)}` } };
+    const detail = describeTypeError(e as CelCheckError, src.text, env) ?? summary(e);
+    return { error: { pos: src.posAt(e.range?.start ?? 0), message: `${what}: type error: ${detail}` } };
   }
   const type = checked.type ?? 'dyn';
   if (!typeMatches(type, expected)) {

@@ -1,9 +1,15 @@
 // `egress-authz check`: send one Check to a running server and print what Envoy would do.
 import { parseArgs, UsageError } from '../config.js';
+import { renderExplanation, type Explanation } from '../policy/testing/explain.js';
+import type { RequestSpec } from '../policy/testing/request.js';
+import { EXPLAIN_PATH } from '../server/explain-endpoint.js';
 import { CheckClient, type CheckResult } from './check-client.js';
+import { consoleIo, type CliIo } from './io.js';
 
 export const CHECK_USAGE = `usage: egress-authz check --addr HOST:PORT --host HOST [--method GET] [--path /] [-H 'name: value']...
-                          [--principal SPIFFE_ID] [--context policy=NAME]... [--raw-headers] [--json]`;
+                          [--principal SPIFFE_ID] [--context policy=NAME]... [--body TEXT] [--raw-headers] [--json]
+       egress-authz check --explain [--admin-addr HOST:PORT] --host HOST ...   (server started with --enable-explain;
+                          asks its admin endpoint why, from this host only)`;
 
 export function formatCheckResult(r: CheckResult): string {
   const lines: string[] = [];
@@ -18,7 +24,41 @@ export function formatCheckResult(r: CheckResult): string {
   return lines.join('\n');
 }
 
-export async function runCheck(argv: readonly string[]): Promise<number> {
+/** `check --explain`: the server's admin POST /debug/explain, rendered like `egress-authz explain`. */
+async function explainOnServer(adminAddr: string, spec: RequestSpec, json: boolean, io: CliIo): Promise<number> {
+  let res: Response;
+  try {
+    res = await fetch(`http://${adminAddr}${EXPLAIN_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ request: spec }),
+      signal: AbortSignal.timeout(10_000),
+    });
+  } catch (err) {
+    io.err(`explain failed: cannot reach the admin endpoint at ${adminAddr}: ${(err as Error).message}`);
+    return 2;
+  }
+  const text = await res.text();
+  if (res.status === 404 || res.status === 405) {
+    io.err(`explain failed: ${adminAddr} has no ${EXPLAIN_PATH}: start the server with --enable-explain (EGRESS_AUTHZ_ENABLE_EXPLAIN=true)`);
+    return 2;
+  }
+  if (!res.ok) {
+    let msg = text.trim();
+    try {
+      msg = (JSON.parse(text) as { error?: string }).error ?? msg;
+    } catch {
+      // not JSON: show the text as is
+    }
+    io.err(`explain failed: HTTP ${res.status}: ${msg}`);
+    return 2;
+  }
+  const e = JSON.parse(text) as Explanation;
+  io.out(json ? JSON.stringify(e, null, 2) : renderExplanation(e));
+  return e.decision.kind === 'allow' ? 0 : 1;
+}
+
+export async function runCheck(argv: readonly string[], io: CliIo = consoleIo): Promise<number> {
   const { flags, positional } = parseArgs(argv, ['H', 'header', 'context']);
   if (positional.length) throw new UsageError(CHECK_USAGE);
   const one = (k: string) => flags.get(k)?.[0];
@@ -37,6 +77,19 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
     if (i <= 0) throw new UsageError(`--context expects key=value, got "${c}"`);
     contextExtensions[c.slice(0, i)] = c.slice(i + 1);
   }
+  if (one('explain') === 'true') {
+    const spec: RequestSpec = {
+      host,
+      method: one('method'),
+      path: one('path'),
+      headers,
+      principal: one('principal'),
+      contextExtensions,
+      body: one('body'),
+    };
+    const adminAddr = one('admin-addr') ?? process.env.EGRESS_AUTHZ_ADMIN_ADDR ?? '127.0.0.1:8080';
+    return explainOnServer(adminAddr, spec, one('json') === 'true', io);
+  }
   const client = new CheckClient(addr);
   try {
     const r = await client.check({
@@ -47,11 +100,12 @@ export async function runCheck(argv: readonly string[]): Promise<number> {
       principal: one('principal'),
       contextExtensions,
       rawHeaders: one('raw-headers') === 'true',
+      body: one('body'),
     });
-    console.log(one('json') === 'true' ? JSON.stringify(r.raw, null, 2) : formatCheckResult(r));
+    io.out(one('json') === 'true' ? JSON.stringify(r.raw, null, 2) : formatCheckResult(r));
     return r.allowed ? 0 : 1;
   } catch (err) {
-    console.error(`check failed: ${(err as Error).message}`);
+    io.err(`check failed: ${(err as Error).message}`);
     return 2;
   } finally {
     client.close();

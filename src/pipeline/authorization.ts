@@ -65,12 +65,15 @@ export function compileAuthorization(node: YNode, sc: SectionContext): Stage | u
       for (const rule of rules) {
         const t0 = ctx.trace ? performance.now() : 0;
         let failed: CelProgram | undefined;
+        // The predicate being evaluated, so an error's trace can show it (explain).
+        let current: CelProgram | undefined;
         try {
           if (rule.when.length && !evalAll(rule.when, ctx.activation)) {
             ctx.addTrace({ evaluator: 'authorization', name: rule.name, result: 'skipped (when)', durationMs: 0 });
             continue;
           }
           for (const p of rule.predicates) {
+            current = p;
             if (p.evaluate(ctx.activation) !== true) {
               failed = p;
               break;
@@ -83,6 +86,8 @@ export function compileAuthorization(node: YNode, sc: SectionContext): Stage | u
             name: rule.name,
             result: `error: ${msg}`,
             durationMs: ctx.trace ? performance.now() - t0 : 0,
+            expression: current?.source,
+            pos: current?.pos,
           });
           if (failurePolicy === 'Ignore') continue;
           return deny(policy, 'authorization', 403, `authorization rule "${rule.name}" could not be evaluated: ${msg}`);
@@ -93,6 +98,7 @@ export function compileAuthorization(node: YNode, sc: SectionContext): Stage | u
           result: failed ? 'denied' : 'allowed',
           durationMs: ctx.trace ? performance.now() - t0 : 0,
           expression: failed?.source,
+          pos: failed?.pos,
         });
         if (failed) return deny(policy, 'authorization', 403, `authorization rule "${rule.name}" denied the request`);
         results[rule.name] = true;

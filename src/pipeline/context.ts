@@ -3,6 +3,7 @@ import type { RequestView } from '../envoy/request-view.js';
 import { CelAuth, CelPeer, CelRequest } from '../cel/environment.js';
 import type { Activation } from '../cel/compile.js';
 import type { Decision, Evaluator } from './decision.js';
+import type { SourcePos } from '../policy/diagnostics.js';
 
 export interface TraceStep {
   readonly evaluator: Evaluator;
@@ -11,6 +12,18 @@ export interface TraceStep {
   readonly durationMs: number;
   readonly expression?: string;
   readonly values?: Record<string, unknown>;
+  /** Where the expression is written (file:line:col), for explain output. */
+  readonly pos?: SourcePos;
+}
+
+/**
+ * Test-only results that replace a stage's backends (policy tests and `explain --policies`; never set by the
+ * server): with `identity` the identity stage does not run; with `metadata` no metadata source runs and
+ * auth.metadata.<name> holds the given values (sources not named stay absent, as if they had failed).
+ */
+export interface StandIns {
+  readonly identity?: unknown;
+  readonly metadata?: Readonly<Record<string, unknown>>;
 }
 
 export class CheckContext {
@@ -32,6 +45,7 @@ export class CheckContext {
     readonly signal: AbortSignal,
     objectView: (() => unknown) | undefined,
     trace = false,
+    readonly standIns?: StandIns,
   ) {
     this.auth = new CelAuth(null, {}, {});
     const v = view;
@@ -78,6 +92,30 @@ export class CheckContext {
   addTrace(step: TraceStep): void {
     this.trace?.push(step);
   }
+
+  /** Applies a test stand-in in place of `stage`; true when the stage must not run. */
+  useStandIn(stage: Stage): boolean {
+    const s = this.standIns;
+    if (s?.identity !== undefined && stage.evaluator === 'identity') {
+      (this.auth as { identity: unknown }).identity = s.identity;
+      this.identityLabel = standInLabel(s.identity);
+      this.addTrace({ evaluator: 'identity', name: stage.name, result: `stand-in: ${this.identityLabel}`, durationMs: 0 });
+      return true;
+    }
+    if (s?.metadata !== undefined && stage.evaluator === 'metadata') {
+      Object.assign(this.auth.metadata, s.metadata);
+      const names = Object.keys(s.metadata);
+      this.addTrace({ evaluator: 'metadata', name: stage.name, result: `stand-in: ${names.join(', ') || '(none)'}`, durationMs: 0 });
+      return true;
+    }
+    return false;
+  }
+}
+
+function standInLabel(identity: unknown): string {
+  const o = (identity ?? {}) as { username?: unknown; principal?: unknown; user?: { username?: unknown } };
+  const label = o.username ?? o.user?.username ?? o.principal;
+  return typeof label === 'string' && label ? label : 'stand-in identity';
 }
 
 function peer(p: RequestView['source']): CelPeer {

@@ -7,6 +7,7 @@ import { compileWhen, type FailurePolicy, type SectionContext } from '../pipelin
 import type { Services } from '../pipeline/services.js';
 import { compileVariables } from '../pipeline/variables.js';
 import { compileRateLimits } from '../ratelimit/index.js';
+import { compileTokenBudgets } from '../budget/index.js';
 import { AUTH_RULE_KEYS, targetHostnames } from './compat/kuadrant.js';
 import { compileKyverno } from './compat/kyverno.js';
 import { Diagnostics, PolicyLoadError } from './diagnostics.js';
@@ -25,6 +26,7 @@ const NATIVE_SPEC_KEYS = [
   'metadata',
   'authorization',
   'rateLimits',
+  'tokenBudgets',
   'response',
 ];
 
@@ -35,6 +37,8 @@ interface Contribution {
   global: boolean;
   providesAuth: boolean;
   providesRateLimit: boolean;
+  /** Has `tokenBudgets`: at most one document per host may (their grants would overwrite each other). */
+  providesTokenBudgets?: boolean;
 }
 
 function displayName(doc: PolicyDocument): string {
@@ -65,6 +69,7 @@ function compileRules(doc: PolicyDocument, rules: YNode, spec: YNode, sc: Sectio
     metadata: md ? compileMetadata(md, sc) : undefined,
     authorization: authz ? compileAuthorization(authz, sc) : undefined,
     rateLimit: rl ? compileRateLimits(rl, sc) : undefined,
+    budget: spec.get('tokenBudgets') ? compileTokenBudgets(spec.get('tokenBudgets')!, sc) : undefined,
     response: compileResponse(rules.get('response'), sc),
   };
 }
@@ -91,6 +96,7 @@ function compileDocument(
         global: false,
         providesAuth: !!(spec.get('authentication') || spec.get('authorization') || spec.get('metadata') || spec.get('response')),
         providesRateLimit: !!spec.get('rateLimits'),
+        providesTokenBudgets: !!spec.get('tokenBudgets'),
       };
     }
     case 'AuthPolicy': {
@@ -157,7 +163,10 @@ export function compilePolicySet(docs: readonly PolicyDocument[], services: Serv
       }
       const list = byHost.get(host) ?? [];
       for (const other of list) {
-        const clash = (c.providesAuth && other.providesAuth) || (c.providesRateLimit && other.providesRateLimit);
+        const clash =
+          (c.providesAuth && other.providesAuth) ||
+          (c.providesRateLimit && other.providesRateLimit) ||
+          (!!c.providesTokenBudgets && !!other.providesTokenBudgets);
         if (clash && other.doc !== c.doc) {
           const p = other.doc.root.pos;
           c.doc.root.error(

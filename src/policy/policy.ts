@@ -138,7 +138,14 @@ export class CompiledPolicy {
       if (this.failurePolicy === 'Ignore') return allow(this.name, 'when', 'when failed; failurePolicy Ignore');
       return deny(this.name, 'when', 403, `policy condition could not be evaluated: ${celErrorMessage(err)}`);
     }
-    if (parts.length === 0) return allow(this.name, 'when', 'policy conditions (when) not met: not enforced');
+    if (parts.length === 0) {
+      // Kyverno's matchConditions only say "this policy has nothing to say": with no other policy to ask,
+      // that is a gap, and gaps fail closed. Kuadrant/native `when` means "not enforced here" (an allow).
+      if (this.parts.every((p) => p.kind.startsWith('Kyverno'))) {
+        return deny(this.name, 'kyverno', 403, `policy ${this.name} does not apply to this request (matchConditions)`, { undecided: true });
+      }
+      return allow(this.name, 'when', 'policy conditions (when) not met: not enforced');
+    }
     const stages = parts === this.parts ? this.stages : stagesOf(parts);
     for (const p of parts) {
       try {

@@ -159,15 +159,41 @@ function toMutations(list: readonly CompiledHeader[], ctx: CheckContext, secret:
   });
 }
 
+/**
+ * Request headers carrying the workload's own credential (the one the identity stage accepted) that the
+ * injected headers do not overwrite: when a credential is injected (e.g. `x-api-key` while the workload's SA
+ * token came in `Authorization`, or the token came in a custom header), they are removed so that the
+ * workload's token never reaches the upstream.
+ */
+function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckContext): string[] {
+  const credential = ctx.credential;
+  if (!credential || injected.length === 0) return [];
+  const replaced = new Set(injected.filter((h) => h.action === 'overwrite' || h.action === 'overwriteIfExists').map((h) => h.key));
+  return Object.entries(ctx.view.headers)
+    .filter(([key, value]) => !key.startsWith(':') && !replaced.has(key) && carries(key, value, credential))
+    .map(([key]) => key);
+}
+
+/** The header holds exactly the credential: bare, after a scheme (`Bearer <token>`), or as a cookie value. */
+function carries(key: string, value: string, credential: string): boolean {
+  const v = value.trim();
+  if (v === credential) return true;
+  const space = v.indexOf(' ');
+  if (space > 0 && v.slice(space + 1).trim() === credential) return true;
+  return key === 'cookie' && v.split(';').some((part) => part.slice(part.indexOf('=') + 1).trim() === credential);
+}
+
 /** Applies `response.success` to an allow. Throws on CEL errors (the caller applies failurePolicy). */
 export function applySuccess(base: AllowDecision, s: SuccessResponse | undefined, ctx: CheckContext): AllowDecision {
   if (!s) return base;
   const md: Record<string, unknown> = { ...(base.dynamicMetadata ?? {}) };
   for (const d of s.dynamicMetadata) md[d.key] = d.value.evaluate(ctx.activation);
+  const injected = toMutations(s.headers, ctx, true);
+  const removed = [...s.removeHeaders, ...credentialCarriers(injected, ctx)];
   return {
     ...base,
-    headers: [...base.headers, ...toMutations(s.headers, ctx, true)],
-    headersToRemove: [...base.headersToRemove, ...s.removeHeaders],
+    headers: [...base.headers, ...injected],
+    headersToRemove: [...base.headersToRemove, ...new Set(removed)],
     responseHeadersToAdd: [...base.responseHeadersToAdd, ...toMutations(s.responseHeaders, ctx, false)],
     queryParamsToSet: [...base.queryParamsToSet, ...s.querySet.map((q) => ({ key: q.key, value: evalString(q.value, ctx) }))],
     queryParamsToRemove: [...base.queryParamsToRemove, ...s.queryRemove],

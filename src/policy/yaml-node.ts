@@ -1,7 +1,8 @@
 // A typed reader over YAML nodes that keeps positions, so validation errors point into the user's file
 // (not into a re-serialized copy).
-import { isMap, isScalar, isSeq, LineCounter, Scalar, type Node, type Document } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, type Node, type Document } from 'yaml';
 import { Diagnostics, didYouMean, type SourcePos } from './diagnostics.js';
+import { scalarSourceOffset } from './scalar-offsets.js';
 
 export class SourceFile {
   readonly lineCounter = new LineCounter();
@@ -139,37 +140,10 @@ export class YNode {
     return this.node === null ? null : this.node.toJSON();
   }
 
-  /**
-   * Maps an offset inside this scalar's value to a file position. Exact for plain, quoted and literal block
-   * scalars on the lines they occupy; folded blocks map line by line.
-   */
+  /** Maps an offset inside this scalar's value to its file position, for every scalar style. */
   valuePos(offset: number): SourcePos {
     const n = this.node;
     if (!isScalar(n) || !n.range) return this.pos;
-    const start = n.range[0];
-    const type = n.type;
-    if (type === Scalar.PLAIN) return this.src.pos(start + offset);
-    if (type === Scalar.QUOTE_DOUBLE || type === Scalar.QUOTE_SINGLE) {
-      // Escapes shift columns slightly; good enough to land on the right token in practice.
-      return this.src.pos(start + 1 + offset);
-    }
-    // Block scalar: content starts on the line after the header. The block's indentation is that of its
-    // first non-empty line; deeper lines keep their extra spaces in the value (folded and literal alike).
-    const text = this.src.text;
-    let lineStart = text.indexOf('\n', start) + 1;
-    let blockIndent = -1;
-    let remaining = offset;
-    while (lineStart > 0 && lineStart < n.range[1]) {
-      const lineEnd = text.indexOf('\n', lineStart);
-      const line = text.slice(lineStart, lineEnd < 0 ? text.length : lineEnd);
-      if (blockIndent < 0 && line.trim() !== '') blockIndent = line.length - line.trimStart().length;
-      const indent = Math.min(Math.max(blockIndent, 0), line.length);
-      const content = line.slice(indent);
-      if (remaining <= content.length) return this.src.pos(lineStart + indent + remaining);
-      remaining -= content.length + 1;
-      if (lineEnd < 0) break;
-      lineStart = lineEnd + 1;
-    }
-    return this.pos;
+    return this.src.pos(scalarSourceOffset(this.src.text, n, offset));
   }
 }

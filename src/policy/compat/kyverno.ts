@@ -109,6 +109,7 @@ export function compileKyverno(doc: PolicyDocument, sc: SectionContext): { parts
             result: r instanceof EnvoyCheckResponse ? (r.http instanceof EnvoyOkHttpResponse ? 'allowed' : 'denied') : 'no decision',
             durationMs: ctx.trace ? performance.now() - t0 : 0,
             expression: rule.response.source,
+            pos: rule.response.pos,
           });
           if (r instanceof EnvoyCheckResponse) return toDecision(policy, r);
         } catch (err) {
