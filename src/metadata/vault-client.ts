@@ -1,0 +1,197 @@
+// The two Vault HTTP calls credential injection needs: Kubernetes auth login and a KV (v1/v2) read.
+//
+// Why Node's fetch and not node-vault: every call here carries a *different* Vault token (one per workload
+// identity), while node-vault keeps one token on the client object, so concurrent Checks for different
+// workloads would race on it. Every call must also stop at the Check's deadline (an AbortSignal per call),
+// which node-vault's request layer does not take. Two endpoints with a documented wire format
+// (reference: vault-and-kubernetes-apis.md §1–§3) do not justify a dependency; fetch's connection pool
+// (undici, keep-alive) is what a library would use anyway.
+//
+// Nothing here logs. Errors carry Vault's own short error strings (e.g. "namespace not authorized"), never a
+// token, a JWT or a secret value.
+import type { Metrics } from '../observability/metrics.js';
+import { describeFetchError, readBodyLimited } from './fetch-util.js';
+
+export type VaultFailure =
+  /** Vault is down, sealed, slow or answered 5xx: the Check is denied with 503. */
+  | 'unavailable'
+  /** Vault refused (login not permitted, permission denied): 403. */
+  | 'denied'
+  /** No secret at the path (or its latest version is deleted): 403. */
+  | 'not-found'
+  /** A request Vault rejects as malformed (unknown role, bad path): 403, and a configuration problem. */
+  | 'invalid';
+
+export class VaultError extends Error {
+  constructor(
+    readonly failure: VaultFailure,
+    /** HTTP status from Vault, when it answered. */
+    readonly status: number | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'VaultError';
+  }
+}
+
+export interface VaultLogin {
+  readonly clientToken: string;
+  /** auth.lease_duration in ms (0 = no expiry). */
+  readonly leaseMs: number;
+  readonly renewable: boolean;
+  /** auth.metadata: role, service_account_name, service_account_namespace, ... */
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+export interface KvSecret {
+  readonly data: Record<string, unknown>;
+  /** KV v2 version; undefined on KV v1. */
+  readonly version: number | undefined;
+  /** KV v2 metadata (created_time, custom_metadata, ...); undefined on KV v1. */
+  readonly metadata: Record<string, unknown> | undefined;
+}
+
+export interface VaultTarget {
+  /** Vault address, e.g. http://vault.vault.svc:8200 (no trailing slash needed). */
+  readonly addr: string;
+  /** Vault Enterprise / HCP namespace (X-Vault-Namespace), if any. */
+  readonly namespace?: string;
+}
+
+const MAX_RESPONSE_BYTES = 1024 * 1024;
+/** Vault error strings we pass on must look like plain prose, not like a token or an echoed input. */
+const SAFE_MESSAGE = /^[\w\s.,:;'"()/\-=[\]]{1,160}$/;
+
+function endpoint(target: VaultTarget, apiPath: string): string {
+  return `${target.addr.replace(/\/+$/, '')}/v1/${apiPath}`;
+}
+
+/** Encodes a KV path segment by segment; refuses empty, `.` and `..` segments (no path traversal). */
+export function encodeKvPath(path: string): string {
+  const segments = path.replace(/^\/+|\/+$/g, '').split('/');
+  if (segments.length === 0 || segments.some((s) => s === '' || s === '.' || s === '..')) {
+    throw new VaultError('invalid', undefined, 'secret path is empty or has an empty, "." or ".." segment');
+  }
+  return segments.map(encodeURIComponent).join('/');
+}
+
+function vaultMessage(body: unknown): string {
+  const errors = (body as { errors?: unknown } | undefined)?.errors;
+  if (!Array.isArray(errors)) return '';
+  const first = errors.find((e): e is string => typeof e === 'string' && e.trim() !== '');
+  if (!first) return '';
+  const line = first.split('\n')[0]!.trim();
+  return SAFE_MESSAGE.test(line) ? line : 'error details withheld';
+}
+
+function failureFor(status: number, notFound: VaultFailure): VaultFailure {
+  if (status >= 500 || status === 429 || status === 412) return 'unavailable';
+  if (status === 404) return notFound;
+  if (status === 401 || status === 403) return 'denied';
+  return 'invalid';
+}
+
+export class VaultClient {
+  constructor(private readonly metrics: Metrics) {}
+
+  private async call(
+    step: 'login' | 'read',
+    url: string,
+    init: { method: string; headers: Record<string, string>; body?: string },
+    signal: AbortSignal,
+  ): Promise<{ status: number; body: unknown }> {
+    let status = 0;
+    try {
+      return await this.metrics.timeBackend(
+        'vault',
+        async () => {
+          const res = await fetch(url, { ...init, signal, redirect: 'manual' });
+          status = res.status;
+          const text = await readBodyLimited(res, MAX_RESPONSE_BYTES);
+          let body: unknown;
+          try {
+            body = text.trim() === '' ? undefined : JSON.parse(text);
+          } catch {
+            body = undefined;
+          }
+          return { status: res.status, body };
+        },
+        (r) => (r.status >= 500 ? '5xx' : r.status >= 400 ? '4xx' : 'ok'),
+      );
+    } catch (err) {
+      const why = describeFetchError(err);
+      throw new VaultError('unavailable', status || undefined, `Vault ${step} failed: ${why}`);
+    }
+  }
+
+  /** POST /v1/auth/<mount>/login with {jwt, role}. */
+  async loginKubernetes(
+    target: VaultTarget,
+    mount: string,
+    role: string,
+    jwt: string,
+    signal: AbortSignal,
+  ): Promise<VaultLogin> {
+    const { status, body } = await this.call(
+      'login',
+      endpoint(target, `auth/${encodeKvPath(mount)}/login`),
+      { method: 'POST', headers: this.headers(target, undefined), body: JSON.stringify({ jwt, role }) },
+      signal,
+    );
+    if (status < 200 || status > 299) {
+      const msg = vaultMessage(body);
+      throw new VaultError(failureFor(status, 'invalid'), status, `Vault login refused (HTTP ${status}${msg ? `: ${msg}` : ''})`);
+    }
+    const auth = (body as { auth?: Record<string, unknown> } | undefined)?.auth;
+    const clientToken = auth?.['client_token'];
+    if (typeof clientToken !== 'string' || clientToken === '') {
+      throw new VaultError('unavailable', status, 'Vault login answered without auth.client_token');
+    }
+    const lease = Number(auth?.['lease_duration'] ?? 0);
+    const metadata: Record<string, string> = {};
+    const md = auth?.['metadata'];
+    if (md && typeof md === 'object') {
+      for (const [k, v] of Object.entries(md)) if (typeof v === 'string') metadata[k] = v;
+    }
+    return {
+      clientToken,
+      leaseMs: Number.isFinite(lease) && lease > 0 ? lease * 1000 : 0,
+      renewable: auth?.['renewable'] === true,
+      metadata,
+    };
+  }
+
+  /** GET /v1/<mount>/data/<path> (KV v2) or /v1/<mount>/<path> (KV v1) with X-Vault-Token. */
+  async readKv(
+    target: VaultTarget,
+    kv: { mount: string; version: 1 | 2 },
+    path: string,
+    token: string,
+    signal: AbortSignal,
+  ): Promise<KvSecret> {
+    const apiPath =
+      kv.version === 2 ? `${encodeKvPath(kv.mount)}/data/${encodeKvPath(path)}` : `${encodeKvPath(kv.mount)}/${encodeKvPath(path)}`;
+    const { status, body } = await this.call('read', endpoint(target, apiPath), { method: 'GET', headers: this.headers(target, token) }, signal);
+    if (status < 200 || status > 299) {
+      const msg = vaultMessage(body);
+      throw new VaultError(failureFor(status, 'not-found'), status, `Vault read refused (HTTP ${status}${msg ? `: ${msg}` : ''})`);
+    }
+    const data = (body as { data?: unknown } | undefined)?.data;
+    if (!data || typeof data !== 'object') throw new VaultError('not-found', status, 'Vault answered without data');
+    if (kv.version === 1) return { data: data as Record<string, unknown>, version: undefined, metadata: undefined };
+    const inner = (data as { data?: unknown }).data;
+    const meta = (data as { metadata?: unknown }).metadata;
+    if (!inner || typeof inner !== 'object') throw new VaultError('not-found', status, 'the secret has no data (deleted version?)');
+    const metadata = meta && typeof meta === 'object' ? (meta as Record<string, unknown>) : undefined;
+    const version = typeof metadata?.['version'] === 'number' ? metadata['version'] : undefined;
+    return { data: inner as Record<string, unknown>, version, metadata };
+  }
+
+  private headers(target: VaultTarget, token: string | undefined): Record<string, string> {
+    const h: Record<string, string> = { accept: 'application/json' };
+    if (token !== undefined) h['x-vault-token'] = token;
+    else h['content-type'] = 'application/json';
+    if (target.namespace) h['x-vault-namespace'] = target.namespace;
+    return h;
+  }
+}
