@@ -138,13 +138,26 @@ export function structToJs(s: ProtoStruct | null | undefined): Record<string, un
   return out;
 }
 
-function valueToJs(v: ProtoValue): unknown {
-  if (v.structValue != null) return structToJs(v.structValue);
-  if (v.listValue != null) return (v.listValue.values ?? []).map(valueToJs);
-  if (v.stringValue != null) return v.stringValue;
-  if (v.numberValue != null) return v.numberValue;
-  if (v.boolValue != null) return v.boolValue;
-  return null;
+const VALUE_KINDS = ['nullValue', 'numberValue', 'stringValue', 'boolValue', 'structValue', 'listValue'] as const;
+
+function valueToJs(v: ProtoValue & { kind?: string }): unknown {
+  // Decoded messages name the set member of the `kind` oneof; unset members read as defaults ('' , 0, false)
+  // from the prototype, so presence must come from `kind`, not from `!= null`. Plain objects have own keys.
+  const kind = v.kind ?? VALUE_KINDS.find((k) => Object.prototype.hasOwnProperty.call(v, k));
+  switch (kind) {
+    case 'structValue':
+      return structToJs(v.structValue);
+    case 'listValue':
+      return (v.listValue?.values ?? []).map(valueToJs);
+    case 'stringValue':
+      return v.stringValue;
+    case 'numberValue':
+      return v.numberValue;
+    case 'boolValue':
+      return v.boolValue;
+    default:
+      return null;
+  }
 }
 
 /** Plain JS value → google.protobuf.Struct message shape (for dynamic_metadata). */

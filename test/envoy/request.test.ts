@@ -49,3 +49,26 @@ describe('toRequestView', () => {
     expect(() => toRequestView(decode({ attributes: { request: {} } }))).toThrow(InvalidCheckRequest);
   });
 });
+
+describe('metadata_context values', () => {
+  it('keeps numbers, booleans, lists and nested structs (decoded oneof members, not prototype defaults)', () => {
+    const msg = buildCheckRequest({ host: 'h' }) as Record<string, any>;
+    msg.attributes.metadataContext = {
+      filterMetadata: {
+        ns: {
+          fields: {
+            n: { numberValue: 3 },
+            b: { boolValue: true },
+            f: { boolValue: false },
+            z: { nullValue: 0 },
+            s: { stringValue: '' },
+            l: { listValue: { values: [{ numberValue: 1 }, { stringValue: 'x' }] } },
+            o: { structValue: { fields: { k: { numberValue: 0 } } } },
+          },
+        },
+      },
+    };
+    const v = toRequestView(decode(msg));
+    expect(v.metadataContext).toEqual({ ns: { n: 3, b: true, f: false, z: null, s: '', l: [1, 'x'], o: { k: 0 } } });
+  });
+});
