@@ -90,7 +90,9 @@ export function compileAuthorization(node: YNode, sc: SectionContext): Stage | u
             pos: current?.pos,
           });
           if (failurePolicy === 'Ignore') continue;
-          return deny(policy, 'authorization', 403, `authorization rule "${rule.name}" could not be evaluated: ${msg}`);
+          return deny(policy, 'authorization', 403, `authorization rule "${rule.name}" could not be evaluated: ${msg}`, {
+            evaluationError: true,
+          });
         }
         ctx.addTrace({
           evaluator: 'authorization',

@@ -56,6 +56,8 @@ export interface DenyDecision {
   readonly dynamicMetadata?: Readonly<Record<string, unknown>>;
   /** A Kyverno policy whose rules made no decision: the next global policy is asked. */
   readonly undecided?: boolean;
+  /** The deny comes from an evaluation error (a CEL runtime error under failurePolicy Fail): counted as one. */
+  readonly evaluationError?: boolean;
 }
 
 export type Decision = AllowDecision | DenyDecision;
@@ -82,7 +84,7 @@ export function deny(
   evaluator: Evaluator,
   status: number,
   reason: string,
-  extra: Partial<Pick<DenyDecision, 'headers' | 'body' | 'identity' | 'dynamicMetadata' | 'undecided'>> = {},
+  extra: Partial<Pick<DenyDecision, 'headers' | 'body' | 'identity' | 'dynamicMetadata' | 'undecided' | 'evaluationError'>> = {},
 ): DenyDecision {
   const jsonBody = extra.body === undefined;
   const headers = extra.headers ?? [];
@@ -96,6 +98,7 @@ export function deny(
     headers: jsonBody ? [...headers, { key: 'content-type', value: 'application/json', action: 'overwrite' }] : headers,
     body: extra.body ?? errorBody(statusError(status), reason),
     undecided: extra.undecided,
+    evaluationError: extra.evaluationError,
     identity: extra.identity,
     dynamicMetadata: extra.dynamicMetadata,
   };

@@ -58,7 +58,7 @@ async function runObserved(stage: Stage, ctx: CheckContext, observer: StageObser
     observer.stageDone(stage.evaluator, (performance.now() - t0) / 1000, true);
     throw err;
   }
-  observer.stageDone(stage.evaluator, (performance.now() - t0) / 1000, d?.kind === 'deny' && d.status >= 500);
+  observer.stageDone(stage.evaluator, (performance.now() - t0) / 1000, d?.kind === 'deny' && (d.status >= 500 || d.evaluationError === true));
   return d;
 }
 

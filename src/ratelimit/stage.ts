@@ -53,7 +53,7 @@ export function createRateLimitStage(options: RateLimitStageOptions): Stage {
     metrics.evaluatorErrors.inc({ evaluator: 'ratelimit' });
     ctx.addTrace({ evaluator: 'ratelimit', name: what, result: `error: ${message}`, durationMs: 0 });
     if (failurePolicy === 'Ignore') return undefined;
-    return deny(policy, 'ratelimit', 403, `${what} could not be evaluated: ${message}`);
+    return deny(policy, 'ratelimit', 403, `${what} could not be evaluated: ${message}`, { evaluationError: true });
   };
 
   return {

@@ -115,7 +115,7 @@ export function compileKyverno(doc: PolicyDocument, sc: SectionContext): { parts
         } catch (err) {
           ctx.addTrace({ evaluator: 'kyverno', name: rule.what, result: `error: ${celErrorMessage(err)}`, durationMs: 0 });
           if (failurePolicy === 'Ignore') return allow(policy, 'kyverno', 'evaluation failed; failurePolicy Ignore');
-          return deny(policy, 'kyverno', 403, `policy evaluation failed in ${rule.what}: ${celErrorMessage(err)}`);
+          return deny(policy, 'kyverno', 403, `policy evaluation failed in ${rule.what}: ${celErrorMessage(err)}`, { evaluationError: true });
         }
       }
       // No rule decided: Kyverno would allow; we fail closed.
