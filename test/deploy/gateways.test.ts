@@ -9,7 +9,7 @@ import { kustomizeBuild } from './kustomize.js';
 import { durationMs, isSubset, namespacesAdmittedToGrpc, serverDeployment } from './server-wiring.js';
 
 // The seed guides live outside the repository; where they are not mounted, the seed comparisons are skipped.
-const SEEDS_DIR = '/work/shared/seeds';
+const SEEDS_DIR = path.resolve(import.meta.dirname, '../../../shared/seeds');
 const SEEDS_PRESENT = fs.existsSync(SEEDS_DIR);
 const base = kustomizeBuild(path.join(DEPLOY_DIR, 'kubernetes', 'base'));
 const service = findOne(base, 'Service', 'egress-authz') as K8sObject & { spec: { ports: { name: string; port: number; appProtocol?: string }[] } };

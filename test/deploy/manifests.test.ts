@@ -20,13 +20,14 @@ import {
 import { kustomizeBuild, readKustomization } from './kustomize.js';
 import { renderChart } from './helm.js';
 import { checkServerWiring, flagValue, serverContainer, serverDeployment } from './server-wiring.js';
+import { SEED_POLICY_DIR } from '../support/test-server.js';
 
 const BASE_DIR = path.join(DEPLOY_DIR, 'kubernetes', 'base');
 const REDIS_COMPONENT_DIR = path.join(DEPLOY_DIR, 'kubernetes', 'components', 'redis');
 const REDIS_OVERLAY_DIR = path.join(DEPLOY_DIR, 'kubernetes', 'overlays', 'shared-rate-limits');
 const KGATEWAY_OVERLAY_DIR = path.join(DEPLOY_DIR, 'kubernetes', 'overlays', 'kgateway');
-// The seed documents live outside the repository; where they are not mounted, the copies are checked by shape.
-const SEED_POLICIES_DIR = '/work/shared/seeds/policies';
+// The seed documents: ../shared/seeds/policies beside the checkout, else the byte-identical vendored copies.
+const SEED_POLICIES_DIR = SEED_POLICY_DIR;
 const SEEDS_PRESENT = fs.existsSync(SEED_POLICIES_DIR);
 const HELM_DIR = path.join(DEPLOY_DIR, 'helm');
 const ENVOY_DIR = path.join(DEPLOY_DIR, 'envoy');

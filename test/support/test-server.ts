@@ -32,8 +32,11 @@ export function makePolicyDir(files: Record<string, string>): string {
   return dir;
 }
 
-/** The seed policy files as users paste them (../shared/seeds/policies). */
-export const SEED_POLICY_DIR = path.resolve(import.meta.dirname, '../../../shared/seeds/policies');
+/** The seed policy files as users paste them: ../shared/seeds/policies beside the checkout. */
+export const SHARED_SEED_POLICY_DIR = path.resolve(import.meta.dirname, '../../../shared/seeds/policies');
+/** Byte-identical copies (test/fixtures/seed-policies, checked against the shared ones when present). */
+export const VENDORED_SEED_POLICY_DIR = path.resolve(import.meta.dirname, '../fixtures/seed-policies');
+export const SEED_POLICY_DIR = fs.existsSync(SHARED_SEED_POLICY_DIR) ? SHARED_SEED_POLICY_DIR : VENDORED_SEED_POLICY_DIR;
 
 export function seedPolicy(name: string): string {
   return fs.readFileSync(path.join(SEED_POLICY_DIR, name), 'utf8');
