@@ -1,4 +1,5 @@
 // One Check, end to end: RequestView → the governing policy → Decision, within the deadline, failing closed.
+import { setMaxListeners } from 'node:events';
 import type { RequestView } from '../envoy/request-view.js';
 import { toObjectView } from '../envoy/object-view.js';
 import type { PolicySet } from '../policy/policy-set.js';
@@ -18,6 +19,8 @@ export interface CheckOutcome {
 }
 
 export class Authorizer {
+  private currentBucket: DeadlineBucket | undefined;
+
   constructor(
     private readonly services: Services,
     private readonly currentSet: () => PolicySet | undefined,
@@ -28,26 +31,29 @@ export class Authorizer {
     if (!set) {
       return { decision: deny('', 'internal', 503, 'policies are not loaded yet'), secrets: [] };
     }
-    const { checkDeadlineMs } = this.services.config;
-    const controller = new AbortController();
-    const ctx = new CheckContext(view, Date.now() + checkDeadlineMs, controller.signal, () => toObjectView(view), opts.trace, opts.standIns);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<Decision>((resolve) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        resolve(deny('', 'internal', 503, `no decision within the ${checkDeadlineMs} ms deadline`));
-      }, checkDeadlineMs);
-    });
+    const bucket = this.deadlineBucket();
+    const ctx = new CheckContext(view, bucket.deadline, bucket.signal, () => toObjectView(view), opts.trace, opts.standIns);
     try {
-      const decision = await Promise.race([this.decide(set, ctx), deadline]);
+      const decision = await bucket.race(this.decide(set, ctx));
       return { decision, secrets: ctx.secrets, trace: ctx.trace, activation: ctx.trace ? ctx.activation : undefined };
     } catch (err) {
       // A bug or an unexpected backend error: fail closed, say nothing about the input.
       this.services.logger.error({ err: { message: (err as Error).message } }, 'check failed unexpectedly');
       return { decision: deny('', 'internal', 500, 'internal error while deciding'), secrets: ctx.secrets, trace: ctx.trace };
-    } finally {
-      clearTimeout(timer);
     }
+  }
+
+  /** The bucket of Checks starting in this millisecond (they all have the same deadline). */
+  private deadlineBucket(): DeadlineBucket {
+    const now = Date.now();
+    const current = this.currentBucket;
+    if (current && current.startedAt === now && !current.signal.aborted) return current;
+    const { checkDeadlineMs } = this.services.config;
+    const bucket = new DeadlineBucket(now, checkDeadlineMs, (b) => {
+      if (this.currentBucket === b) this.currentBucket = undefined;
+    });
+    this.currentBucket = bucket;
+    return bucket;
   }
 
   private async decide(set: PolicySet, ctx: CheckContext): Promise<Decision> {
@@ -90,5 +96,65 @@ function describeSelection(sel: ReturnType<PolicySet['select']>): string {
       return `unknown policy "${sel.name}"`;
     case 'none':
       return 'no policy: default rule';
+  }
+}
+
+/**
+ * The deadline of every Check that started in one millisecond. Checks used to get an AbortController and a
+ * timer each; an AbortController alone costs ~4 µs in Node 20, a noticeable share of a warm Check. Checks
+ * of the same millisecond had the same deadline anyway (Date.now() + the budget), so they now share one
+ * controller and one timer. The timer lives only while one of its Checks is undecided.
+ */
+class DeadlineBucket {
+  readonly deadline: number;
+  private readonly controller = new AbortController();
+  /** Settle functions of the Checks not decided yet. */
+  private readonly pending = new Set<(d: Decision) => void>();
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    readonly startedAt: number,
+    private readonly budgetMs: number,
+    private readonly onDone: (bucket: DeadlineBucket) => void,
+  ) {
+    this.deadline = startedAt + budgetMs;
+    // Stages of many concurrent Checks listen on this one signal: not a leak.
+    setMaxListeners(0, this.controller.signal);
+    this.timer = setTimeout(() => this.expire(), budgetMs);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Resolves with `work`'s decision, or with a 503 when the deadline passes first. */
+  race(work: Promise<Decision>): Promise<Decision> {
+    return new Promise<Decision>((resolve, reject) => {
+      const settle = (d: Decision) => {
+        if (!this.pending.delete(settle)) return;
+        this.release();
+        resolve(d);
+      };
+      this.pending.add(settle);
+      work.then(settle, (err: unknown) => {
+        if (!this.pending.delete(settle)) return;
+        this.release();
+        reject(err);
+      });
+    });
+  }
+
+  private expire(): void {
+    this.onDone(this);
+    this.controller.abort();
+    for (const settle of [...this.pending]) {
+      settle(deny('', 'internal', 503, `no decision within the ${this.budgetMs} ms deadline`));
+    }
+  }
+
+  private release(): void {
+    if (this.pending.size > 0) return;
+    clearTimeout(this.timer);
+    this.onDone(this);
   }
 }

@@ -4,7 +4,9 @@
 //    `matchConditions`, `variables`, `failurePolicy`;
 //  - policies.kyverno.io/v1alpha1 ValidatingPolicy with `evaluation.mode: Envoy` and `validations`.
 import type { CelProgram } from '../../cel/compile.js';
-import { celErrorMessage } from '../../cel/compile.js';
+import { celErrorMessage, compileExpression, readExpressionSource } from '../../cel/compile.js';
+import { rewriteNullLiterals } from '../../cel/null-literal.js';
+import type { YNode } from '../yaml-node.js';
 import {
   EnvoyCheckResponse,
   EnvoyDeniedHttpResponse,
@@ -47,6 +49,21 @@ export function toDecision(policy: string, r: EnvoyCheckResponse): Decision {
   });
 }
 
+/** A rule's response expression, with `null` read as `dyn(null)` (see src/cel/null-literal.ts). */
+function compileRuleResponse(node: YNode, what: string, sc: Pick<SectionContext, 'diags'>): CelProgram | undefined {
+  const src = readExpressionSource(node, what);
+  if (!src) return undefined;
+  const rw = rewriteNullLiterals(src.text);
+  const r = compileExpression(
+    { text: rw.text, pos: src.pos, posAt: (o) => src.posAt(rw.originalOffset(o)) },
+    RESPONSE_TYPES,
+    what,
+  );
+  if (r.error) sc.diags.error(r.error.pos, r.error.message);
+  // Show the user's own text in explain output, not the rewritten one.
+  return r.program ? { ...r.program, source: src.text } : undefined;
+}
+
 export function compileKyverno(doc: PolicyDocument, sc: SectionContext): { parts: PolicyParts; global: boolean } {
   const spec = doc.spec;
   const isVpol = doc.kind === 'KyvernoValidatingPolicy';
@@ -78,7 +95,7 @@ export function compileKyverno(doc: PolicyDocument, sc: SectionContext): { parts
         item.error(`${key}[${i}]: ${withMatch ? 'response' : 'expression'} is required`);
         return;
       }
-      const response = compileField(respNode, RESPONSE_TYPES, `${key}[${i}]`, scx);
+      const response = compileRuleResponse(respNode, `${key}[${i}]`, scx);
       if (response) rules.push({ match, response, what: `${key}[${i}]` });
     });
   };
