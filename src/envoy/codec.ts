@@ -3,7 +3,6 @@
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import fs from 'node:fs';
-import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 
 function findProtoDir(): string {
@@ -106,31 +105,9 @@ export interface ProtoCheckRequest {
 /** A message that failed to decode: the server answers INVALID_ARGUMENT instead of crashing. */
 export class DecodeError extends Error {}
 
-/** Strings at least this long are validated and decoded natively (protobufjs decodes shorter ones fast in JS). */
-const NATIVE_UTF8_MIN_BYTES = 64;
-
-/**
- * proto3 strings must be valid UTF-8, and protobufjs 8 checks that: with a JS loop for short strings and a
- * fatal TextDecoder for long ones, which is slow for the ~1 KB ServiceAccount token in `authorization`
- * (half of a CheckRequest's decode time). Long strings here: Node's native isUtf8 + utf8Slice, same answers.
- */
-class CheckRequestReader extends protobuf.BufferReader {
-  override stringVerify(): string {
-    const length = this.size();
-    const start = this.pos;
-    const end = start + length;
-    if (end > this.len) throw new RangeError(`index out of range: ${start} + ${length} > ${this.len}`);
-    this.pos = end;
-    if (length < NATIVE_UTF8_MIN_BYTES) return protobuf.util.utf8.readStrict(this.buf, start, end);
-    const bytes = this.buf as Buffer;
-    if (!isUtf8(bytes.subarray(start, end))) throw new Error('invalid UTF-8 in a string field');
-    return bytes.toString('utf8', start, end);
-  }
-}
-
 export function deserializeCheckRequest(buf: Buffer): ProtoCheckRequest {
   try {
-    return CheckRequestType.decode(new CheckRequestReader(buf)) as unknown as ProtoCheckRequest;
+    return CheckRequestType.decode(buf) as unknown as ProtoCheckRequest;
   } catch (err) {
     // Never echo input bytes: only the decoder's structural complaint.
     throw new DecodeError(`malformed CheckRequest: ${(err as Error).message}`);

@@ -48,9 +48,8 @@ export class Authorizer {
     const now = Date.now();
     const current = this.currentBucket;
     if (current && current.startedAt === now && !current.signal.aborted) return current;
-    const { checkDeadlineMs } = this.services.config;
-    const bucket = new DeadlineBucket(now, checkDeadlineMs, (b) => {
-      if (this.currentBucket === b) this.currentBucket = undefined;
+    const bucket = new DeadlineBucket(now, this.services.config.checkDeadlineMs, (expired) => {
+      if (this.currentBucket === expired) this.currentBucket = undefined;
     });
     this.currentBucket = bucket;
     return bucket;
@@ -103,24 +102,23 @@ function describeSelection(sel: ReturnType<PolicySet['select']>): string {
  * The deadline of every Check that started in one millisecond. Checks used to get an AbortController and a
  * timer each; an AbortController alone costs ~4 µs in Node 20, a noticeable share of a warm Check. Checks
  * of the same millisecond had the same deadline anyway (Date.now() + the budget), so they now share one
- * controller and one timer. The timer lives only while one of its Checks is undecided.
+ * controller and one timer. The timer runs only while one of the bucket's Checks is undecided.
  */
 class DeadlineBucket {
   readonly deadline: number;
   private readonly controller = new AbortController();
   /** Settle functions of the Checks not decided yet. */
   private readonly pending = new Set<(d: Decision) => void>();
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly startedAt: number,
     private readonly budgetMs: number,
-    private readonly onDone: (bucket: DeadlineBucket) => void,
+    private readonly onExpired: (bucket: DeadlineBucket) => void,
   ) {
     this.deadline = startedAt + budgetMs;
     // Stages of many concurrent Checks listen on this one signal: not a leak.
     setMaxListeners(0, this.controller.signal);
-    this.timer = setTimeout(() => this.expire(), budgetMs);
   }
 
   get signal(): AbortSignal {
@@ -135,6 +133,7 @@ class DeadlineBucket {
         this.release();
         resolve(d);
       };
+      if (this.pending.size === 0) this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - Date.now()));
       this.pending.add(settle);
       work.then(settle, (err: unknown) => {
         if (!this.pending.delete(settle)) return;
@@ -145,7 +144,8 @@ class DeadlineBucket {
   }
 
   private expire(): void {
-    this.onDone(this);
+    this.timer = undefined;
+    this.onExpired(this);
     this.controller.abort();
     for (const settle of [...this.pending]) {
       settle(deny('', 'internal', 503, `no decision within the ${this.budgetMs} ms deadline`));
@@ -153,8 +153,8 @@ class DeadlineBucket {
   }
 
   private release(): void {
-    if (this.pending.size > 0) return;
+    if (this.pending.size > 0 || this.timer === undefined) return;
     clearTimeout(this.timer);
-    this.onDone(this);
+    this.timer = undefined;
   }
 }
