@@ -1,7 +1,7 @@
 // The one cache every evaluator uses: bounded (LRU), per-entry TTL, and request coalescing so that concurrent
 // misses for one key make one backend call. Values and keys stay in memory only; keys of secrets are hashed
 // by the caller (see hashKey).
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 export interface CacheStats {
   hits: number;
@@ -120,9 +120,7 @@ export class TtlLruCache<V> {
   }
 }
 
-/** SHA-256 of a secret (token, key) as a cache key: the secret itself is never a key. */
+/** SHA-256 of a secret (token, key) as a cache key: the secret itself is never a key. One-shot hash: no Hash object. */
 export function hashKey(...parts: string[]): string {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(p).update('\0');
-  return h.digest('base64url');
+  return hash('sha256', parts.join('\0'), 'base64url');
 }

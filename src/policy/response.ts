@@ -176,11 +176,14 @@ function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckConte
 
 /** The header holds exactly the credential: bare, after a scheme (`Bearer <token>`), or as a cookie value. */
 function carries(key: string, value: string, credential: string): boolean {
+  // Most headers are shorter than a token: reject them without copying anything.
+  if (value.length < credential.length) return false;
+  if (key === 'cookie') return value.split(';').some((part) => part.slice(part.indexOf('=') + 1).trim() === credential);
   const v = value.trim();
   if (v === credential) return true;
+  if (!v.endsWith(credential)) return false;
   const space = v.indexOf(' ');
-  if (space > 0 && v.slice(space + 1).trim() === credential) return true;
-  return key === 'cookie' && v.split(';').some((part) => part.slice(part.indexOf('=') + 1).trim() === credential);
+  return space > 0 && v.slice(space + 1, v.length - credential.length).trim() === '';
 }
 
 /** Applies `response.success` to an allow. Throws on CEL errors (the caller applies failurePolicy). */

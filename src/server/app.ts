@@ -145,8 +145,7 @@ export async function startApp(
         const d = outcome.decision;
         const ms = performance.now() - t0;
         const status = d.kind === 'allow' ? 200 : d.status;
-        metrics.checks.inc({ policy: d.policy || '(none)', decision: d.kind, status: String(status) });
-        metrics.checkDuration.observe({ decision: d.kind }, ms / 1000);
+        metrics.recordCheck(d.policy || '(none)', d.kind, status, ms / 1000);
         logDecision(logger, decisionLog, view, outcome, ms);
         return outcome;
       } finally {
