@@ -20,6 +20,7 @@ import { compileField, compileWhen, type SectionContext } from '../pipeline/sect
 import type { YNode } from '../policy/yaml-node.js';
 import type { ProviderChoice } from '../extproc/usage/response-reader.js';
 import { parseWindow } from '../ratelimit/store.js';
+import { readFailureMode } from '../ratelimit/index.js';
 import { BUDGET_COUNTS, type BudgetCount, type FallbackCost } from './grant.js';
 import { budgetLedger } from './ledger.js';
 import { budgetMetrics } from './metrics.js';
@@ -121,14 +122,6 @@ function readCount(node: YNode | undefined, what: string): BudgetCount | undefin
   const value = node.string('input, output or total');
   if (value !== undefined && (BUDGET_COUNTS as readonly string[]).includes(value)) return value as BudgetCount;
   if (value !== undefined) node.error(`${what}: count must be input, output or total, got "${value}"`);
-  return undefined;
-}
-
-function readFailureMode(node: YNode | undefined, what: string): FailureMode | undefined {
-  if (!node || node.isNull) return 'allow';
-  const value = node.string('allow or deny');
-  if (value === 'allow' || value === 'deny') return value;
-  if (value !== undefined) node.error(`${what}: failureMode must be allow or deny, got "${value}"`);
   return undefined;
 }
 

@@ -103,7 +103,8 @@ function compileRates(node: YNode | undefined, what: string, config: YNode): Com
   return rates;
 }
 
-function readFailureMode(node: YNode | undefined, what: string): FailureMode | undefined {
+/** `failureMode: allow | deny` (default allow): what a limit or budget does while its store is unreachable. */
+export function readFailureMode(node: YNode | undefined, what: string): FailureMode | undefined {
   if (!node || node.isNull) return 'allow';
   const value = node.string('allow or deny');
   if (value === 'allow' || value === 'deny') return value;
