@@ -316,16 +316,7 @@ export class RedisRateLimitStore implements RateLimitStore {
     keysAndArgs.push(cost, this.useCallerClock ? Math.floor(request.nowMs ?? Date.now()) : '');
     for (const counter of counters) keysAndArgs.push(counter.limit, counter.windowMs);
 
-    let reply: unknown;
-    try {
-      reply = await this.redis[HIT_COMMAND](counters.length, ...keysAndArgs);
-    } catch (error) {
-      const unavailable = toUnavailableError(error);
-      if (unavailable.reason === 'timeout') this.setState('down');
-      throw unavailable;
-    }
-    this.setState('up');
-    return toHitResult(reply, request);
+    return toHitResult(await this.runScript(HIT_COMMAND, counters.length, keysAndArgs), request);
   }
 
   /** Token-budget accounting: one EVALSHA, atomic like `hit` (store.ts DebitRequest). */
@@ -350,16 +341,25 @@ export class RedisRateLimitStore implements RateLimitStore {
       );
     }
 
+    return toDebitResult(await this.runScript(DEBIT_COMMAND, counters.length, keysAndArgs), request);
+  }
+
+  /** One EVALSHA; a timeout marks the store down (the connection may be alive but silent), a reply up. */
+  private async runScript(
+    command: typeof HIT_COMMAND | typeof DEBIT_COMMAND,
+    numKeys: number,
+    keysAndArgs: Array<string | number>,
+  ): Promise<unknown> {
     let reply: unknown;
     try {
-      reply = await this.redis[DEBIT_COMMAND](counters.length, ...keysAndArgs);
+      reply = await this.redis[command](numKeys, ...keysAndArgs);
     } catch (error) {
       const unavailable = toUnavailableError(error);
       if (unavailable.reason === 'timeout') this.setState('down');
       throw unavailable;
     }
     this.setState('up');
-    return toDebitResult(reply, request);
+    return reply;
   }
 
   async close(): Promise<void> {
