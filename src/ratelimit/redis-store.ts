@@ -44,12 +44,10 @@ export interface RedisRateLimitStoreOptions {
 
 export type RedisStoreState = 'up' | 'down';
 
-// KEYS[i]: one hash per counter window, fields c (units spent) and s (window start, ms).
-// ARGV[1]: cost; ARGV[2]: now in ms, or "" for the server clock; then ARGV[1+2i], ARGV[2+2i]: limit, window ms.
-// Reply: allowed, then per counter: units spent in its window, ms until the window ends (-1: no window), exceeded.
-const HIT_SCRIPT = `
-if redis.replicate_commands then redis.replicate_commands() end
-local cost = tonumber(ARGV[1])
+// Both scripts start alike: effects replication (scripts that call TIME must replicate effects, not the
+// script), and `now` in ms from ARGV[2], or from the Redis server's clock when ARGV[2] is "" (the default:
+// one clock for every replica).
+const SCRIPT_PRELUDE = `if redis.replicate_commands then redis.replicate_commands() end
 local now
 if ARGV[2] == '' then
   local t = redis.call('TIME')
@@ -57,6 +55,13 @@ if ARGV[2] == '' then
 else
   now = tonumber(ARGV[2])
 end
+`;
+
+// KEYS[i]: one hash per counter window, fields c (units spent) and s (window start, ms).
+// ARGV[1]: cost; ARGV[2]: now in ms, or "" for the server clock; then ARGV[1+2i], ARGV[2+2i]: limit, window ms.
+// Reply: allowed, then per counter: units spent in its window, ms until the window ends (-1: no window), exceeded.
+const HIT_SCRIPT = `
+${SCRIPT_PRELUDE}local cost = tonumber(ARGV[1])
 local required = cost
 if required < 1 then required = 1 end
 local n = #KEYS
@@ -130,15 +135,7 @@ const HIT_COMMAND = 'egressAuthzRateLimitHit';
 // Reply: allowed, then per counter: units in its window, ms until the window ends (-1: no window), refused
 // (ifRoom only), window start (-1: no window).
 const DEBIT_SCRIPT = `
-if redis.replicate_commands then redis.replicate_commands() end
-local ifRoom = ARGV[1] == '1'
-local now
-if ARGV[2] == '' then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-else
-  now = tonumber(ARGV[2])
-end
+${SCRIPT_PRELUDE}local ifRoom = ARGV[1] == '1'
 local n = #KEYS
 local state = {}
 local function load(key, window)

@@ -23,52 +23,31 @@ import {
   type Tokens,
 } from '../extproc/fixtures.js';
 
-const POLICIES = `
+/** One policy per provider, identical but for its host and `provider` (none: left to detection). */
+function budgetPolicy(name: string, host: string, provider?: string): string {
+  return `
 apiVersion: egress-authz.dev/v1alpha1
 kind: EgressPolicy
-metadata: {name: openai}
+metadata: {name: ${name}}
 spec:
-  hosts: [api.openai.com]
+  hosts: [${host}]
   authentication:
     mesh: {spiffe: {trustDomains: [cluster.local]}}
   tokenBudgets:
-    provider: openai
-    budgets:
+${provider ? `    provider: ${provider}\n` : ''}    budgets:
       per-workload:
         limit: 1000
         window: 1h
         counters: [auth.identity.username]
----
-apiVersion: egress-authz.dev/v1alpha1
-kind: EgressPolicy
-metadata: {name: anthropic}
-spec:
-  hosts: [api.anthropic.com]
-  authentication:
-    mesh: {spiffe: {trustDomains: [cluster.local]}}
-  tokenBudgets:
-    provider: anthropic
-    budgets:
-      per-workload:
-        limit: 1000
-        window: 1h
-        counters: [auth.identity.username]
----
-apiVersion: egress-authz.dev/v1alpha1
-kind: EgressPolicy
-metadata: {name: gemini}
-spec:
-  hosts: [generativelanguage.googleapis.com]
-  authentication:
-    mesh: {spiffe: {trustDomains: [cluster.local]}}
-  tokenBudgets:
-    # provider left to detection (auto)
-    budgets:
-      per-workload:
-        limit: 1000
-        window: 1h
-        counters: [auth.identity.username]
----
+`;
+}
+
+const POLICIES = [
+  budgetPolicy('openai', 'api.openai.com', 'openai'),
+  budgetPolicy('anthropic', 'api.anthropic.com', 'anthropic'),
+  budgetPolicy('gemini', 'generativelanguage.googleapis.com'),
+  // Separate input and output budgets.
+  `
 apiVersion: egress-authz.dev/v1alpha1
 kind: EgressPolicy
 metadata: {name: split}
@@ -88,7 +67,8 @@ spec:
         window: 1h
         count: output
         counters: [auth.identity.username]
-`;
+`,
+].join('---');
 
 const principal = (sa: string) => `spiffe://cluster.local/ns/team-a/sa/${sa}`;
 
