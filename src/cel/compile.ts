@@ -116,7 +116,14 @@ export function compileExpression(
   };
 }
 
-/** Message of a runtime CEL error without the input-echoing source excerpt. */
+/**
+ * Message of a runtime CEL error, safe for denial bodies and logs. cel-js puts the offending runtime value
+ * after a colon ("No such key: <key>", "Invalid duration string: <value>"), and at run time that value may be
+ * a header or a credential: only the kind of error is kept. Overload errors name types, not values.
+ */
 export function celErrorMessage(err: unknown): string {
-  return summary(err as CelErrorLike);
+  const message = summary(err as CelErrorLike);
+  if (/^no (matching|such) overload/i.test(message)) return message;
+  const colon = message.indexOf(':');
+  return colon > 0 ? message.slice(0, colon) : message;
 }

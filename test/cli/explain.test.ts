@@ -121,7 +121,7 @@ metadata: {}
     expect(text).toContain('        auth.metadata.vault_secret.data = absent');
     expect(text).toContain('stand-ins: identity; metadata (none)');
     // has() only guards its last field: with no vault_secret at all the predicate errors, and denies.
-    expect(text).toContain('   4. authorization vault_credential_check       error: No such key: vault_secret N ms');
+    expect(text).toContain('   4. authorization vault_credential_check       error: No such key       N ms');
     expect(text).toMatch(/decision: {2}DENY 403 by authorization .*vault_credential_check/);
   });
 

@@ -226,3 +226,39 @@ describe('malformed input', () => {
     expect((await fetch(`${s.adminUrl}/healthz`)).status).toBe(200);
   });
 });
+
+describe('CEL runtime errors never echo request values', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({
+      files: {
+        'echo.yaml': `
+apiVersion: egress-authz.dev/v1alpha1
+kind: EgressPolicy
+metadata:
+  name: echo
+spec:
+  hosts: [echo.example.com]
+  authorization:
+    lookup:
+      expression: '{"a": true}[request.headers["x-key"]]'
+    duration:
+      expression: duration(request.headers["x-d"]) > duration("1s")
+`,
+      },
+    });
+  });
+  afterAll(() => s.close());
+
+  it('a failing lookup or conversion denies without the value in the body or the log', async () => {
+    const secret = 'SECRET-VALUE-0123456789';
+    const r = await s.client.check({ host: 'echo.example.com', headers: { 'x-key': secret, 'x-d': secret } });
+    expect(r.httpStatus).toBe(403);
+    expect(JSON.parse(r.body).reason).toContain('could not be evaluated');
+    expect(r.body).not.toContain(secret);
+    expect(r.message).not.toContain(secret);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(s.logs.some((l) => l.includes('"decision"'))).toBe(true);
+    expect(s.logs.filter((l) => l.includes(secret))).toEqual([]);
+  });
+});
