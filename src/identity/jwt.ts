@@ -93,7 +93,7 @@ export const jwtMethod: IdentityMethodFactory = ({ config, credentials, sc }) =>
           return { kind: 'invalid', reason: 'token issued in the future' };
         }
         const identity = identityOf(payload);
-        return { kind: 'ok', identity, label: labelOf(payload), credential: token };
+        return { kind: 'ok', identity, label: labelOf(payload), credential: token, serviceAccountToken: kubernetes };
       } catch (err) {
         if (err instanceof KeysUnavailableError) return { kind: 'unavailable', reason: err.message };
         return { kind: 'invalid', reason: rejectionReason(err) };

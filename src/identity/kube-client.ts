@@ -180,8 +180,12 @@ class ClientNodeKubeApi implements KubeApi {
 
   private async getJsonOnce(pathAndQuery: string, signal: AbortSignal): Promise<unknown> {
     const opts: https.RequestOptions = {};
-    // Re-read per call: an in-cluster token file rotates.
-    await this.kc.applyToHTTPSOptions(opts);
+    // Re-read per call: an in-cluster token file rotates. Its errors may quote the kubeconfig: sanitise them.
+    try {
+      await this.kc.applyToHTTPSOptions(opts);
+    } catch (err) {
+      throw this.describe(err, `GET ${pathAndQuery.split('?')[0]}`);
+    }
     const headers: Record<string, string> = { accept: 'application/json' };
     const auth = (opts.headers as Record<string, unknown> | undefined)?.['Authorization'];
     if (typeof auth === 'string') headers['authorization'] = auth;

@@ -88,7 +88,7 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
       }
       const verdict = waited.value;
       if (verdict.kind !== 'ok') return verdict;
-      return { kind: 'ok', identity: verdict.identity as Record<string, unknown>, label: verdict.label, credential: token };
+      return { kind: 'ok', identity: verdict.identity as Record<string, unknown>, label: verdict.label, credential: token, serviceAccountToken: true };
     },
   };
 };

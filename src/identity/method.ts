@@ -7,7 +7,15 @@ import type { CredentialSource } from './credentials.js';
 
 export type IdentityOutcome =
   /** Authenticated. `label` is a short non-secret name for logs (username / principal). */
-  | { kind: 'ok'; identity: Record<string, unknown>; label: string; credential?: string }
+  | {
+      kind: 'ok';
+      identity: Record<string, unknown>;
+      label: string;
+      credential?: string;
+      /** The credential is a Kubernetes ServiceAccount token: only such a token may be handed to Vault's
+       *  Kubernetes auth on the workload's behalf (never an API key or another issuer's JWT). */
+      serviceAccountToken?: boolean;
+    }
   /** This method found no credential of its kind in the request. */
   | { kind: 'missing' }
   /** A credential was present but is invalid, expired or for another audience → 401. */

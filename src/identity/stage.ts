@@ -66,6 +66,7 @@ export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | u
           ctx.identityLabel = out.label;
           if (out.credential) {
             ctx.credential = out.credential;
+            ctx.credentialIsServiceAccountToken = out.serviceAccountToken === true;
             ctx.secrets.push(out.credential);
           }
           return undefined;

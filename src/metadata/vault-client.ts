@@ -81,7 +81,8 @@ function vaultMessage(body: unknown): string {
   const first = errors.find((e): e is string => typeof e === 'string' && e.trim() !== '');
   if (!first) return '';
   const line = first.split('\n')[0]!.trim();
-  return SAFE_MESSAGE.test(line) ? line : 'error details withheld';
+  // Prose only: a long unbroken run (a Vault token, a JWT, an echoed key) is withheld even if its characters pass.
+  return SAFE_MESSAGE.test(line) && !/[A-Za-z0-9_.+/=-]{24,}/.test(line) ? line : 'error details withheld';
 }
 
 function failureFor(status: number, notFound: VaultFailure): VaultFailure {

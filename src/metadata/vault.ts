@@ -169,7 +169,9 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
   const { client, tokens, secrets, jwtFiles } = runtime(sc.services);
 
   async function loginJwt(ctx: CheckContext): Promise<string | undefined> {
-    if (spec.jwt.kind === 'workload') return ctx.credential;
+    // The workload's own credential goes to Vault only when it is a ServiceAccount token: an API key or
+    // another issuer's JWT is never sent to a third party (no login → the source's usual 403).
+    if (spec.jwt.kind === 'workload') return ctx.credentialIsServiceAccountToken ? ctx.credential : undefined;
     const file = spec.jwt.path;
     const jwt = await jwtFiles.getOrLoad(file, async () => ({ value: (await fs.readFile(file, 'utf8')).trim(), ttlMs: JWT_FILE_TTL_MS }));
     return jwt || undefined;

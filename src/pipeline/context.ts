@@ -32,6 +32,8 @@ export class CheckContext {
   readonly variables: Record<string, unknown> = {};
   /** The credential the identity stage accepted (e.g. the SA token): for Vault login, never logged. */
   credential: string | undefined;
+  /** Whether `credential` is a Kubernetes ServiceAccount token (TokenReview, or jwt in Kubernetes mode). */
+  credentialIsServiceAccountToken = false;
   /** A short, non-secret identity label for logs and metrics-free decision logs (username / principal). */
   identityLabel: string | undefined;
   /** Secret strings this Check handled; the decision log scrubs them from every field. */

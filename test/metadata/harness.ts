@@ -74,6 +74,8 @@ export function requestView(over: Partial<RequestView> = {}): RequestView {
 export interface RunOptions {
   view?: Partial<RequestView>;
   credential?: string;
+  /** Whether the credential is a ServiceAccount token (as TokenReview accepts); default true. */
+  serviceAccountToken?: boolean;
   identity?: Record<string, unknown>;
   deadlineMs?: number;
 }
@@ -93,6 +95,7 @@ export async function run(stage: Stage, opts: RunOptions = {}): Promise<RunResul
   (ctx.auth as { identity: unknown }).identity = opts.identity ?? null;
   if (opts.credential) {
     ctx.credential = opts.credential;
+    ctx.credentialIsServiceAccountToken = opts.serviceAccountToken ?? true;
     ctx.secrets.push(opts.credential);
   }
   const t0 = performance.now();

@@ -90,6 +90,13 @@ describe('vault source', () => {
     expect(ctx.secrets.some((s) => vault.tokensIssued().includes(s))).toBe(true);
   });
 
+  it('never sends a credential that is not a ServiceAccount token (an API key, say) to Vault', async () => {
+    vault.resetCounters();
+    const { decision } = await run(stageOf(), { ...as('team-a'), serviceAccountToken: false });
+    expect(decision).toMatchObject({ kind: 'deny', status: 403 });
+    expect(vault.calls).toMatchObject({ login: 0, read: 0 });
+  });
+
   it('gives each team its own key', async () => {
     const stage = stageOf();
     const a = await run(stage, as('team-a'));
