@@ -63,13 +63,7 @@ export class Authorizer {
         return sel.policy.evaluate(ctx);
       case 'global': {
         for (const p of sel.policies) {
-          let applies = true;
-          try {
-            applies = p.applies(ctx);
-          } catch {
-            // A failing matchCondition is decided by the policy's failurePolicy inside evaluate().
-          }
-          if (!applies) continue;
+          // A policy whose matchConditions do not hold answers "undecided": the next one is asked.
           const d = await p.evaluate(ctx);
           if (d.kind === 'deny' && d.undecided) continue;
           return d;

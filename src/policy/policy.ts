@@ -21,6 +21,12 @@ export interface PolicyParts {
   readonly metadata?: Stage;
   readonly authorization?: Stage;
   readonly rateLimit?: Stage;
+  /**
+   * What a false `when` means for this part: `skip` (Kuadrant/native: the part is not enforced for this
+   * request) or `undecided` (Kyverno matchConditions: the policy has nothing to say, and with nobody else to
+   * ask that gap is denied). Default `skip`.
+   */
+  readonly whenUnmet?: 'skip' | 'undecided';
   /** Token budgets (src/budget): after rate limits, so a request refused by a limit reserves no tokens. */
   readonly budget?: Stage;
   readonly response: ResponseSpec;
@@ -77,7 +83,6 @@ function stagesOf(parts: readonly PolicyParts[]): Stage[] {
 export class CompiledPolicy {
   /** Stages of all parts, in pipeline order (used as is when no part has a `when`). */
   readonly stages: readonly Stage[];
-  readonly failurePolicy: FailurePolicy;
   /** Whether any part has a `when`: only then are parts filtered per request. */
   private readonly conditional: boolean;
   private observer: StageObserver | undefined;
@@ -92,7 +97,6 @@ export class CompiledPolicy {
   ) {
     this.stages = stagesOf(parts);
     this.conditional = parts.some((p) => p.when.length > 0);
-    this.failurePolicy = parts.some((p) => p.failurePolicy === 'Fail') ? 'Fail' : 'Ignore';
   }
 
   /** Set once, before the policy's set becomes active (a reload builds new policies, so no sharing). */
@@ -105,17 +109,27 @@ export class CompiledPolicy {
   }
 
   /**
-   * The parts whose `when` holds. Each document's `when` gates only what that document contributes: a
-   * RateLimitPolicy whose condition is false skips rate limiting, it does not switch off the AuthPolicy.
+   * The parts whose `when` holds, or `undecided` when a part that must decide (Kyverno) does not apply. Each
+   * document's `when` gates only what that document contributes: a RateLimitPolicy whose condition is false
+   * skips rate limiting, it does not switch off the AuthPolicy. A `when` that fails to evaluate drops its
+   * part under `failurePolicy: Ignore` and throws under `Fail` (the caller denies).
    */
-  activeParts(ctx: CheckContext): readonly PolicyParts[] {
+  private activeParts(ctx: CheckContext): readonly PolicyParts[] | 'undecided' {
     if (!this.conditional) return this.parts;
-    return this.parts.filter((p) => !p.when.length || evalAll(p.when, ctx.activation));
-  }
-
-  /** Whether any part applies (a Kyverno policy whose matchConditions fail is skipped). */
-  applies(ctx: CheckContext): boolean {
-    return this.activeParts(ctx).length > 0;
+    const active: PolicyParts[] = [];
+    for (const p of this.parts) {
+      let holds: boolean;
+      try {
+        holds = !p.when.length || evalAll(p.when, ctx.activation);
+      } catch (err) {
+        if (p.failurePolicy === 'Fail') throw err;
+        this.observer?.failed('when');
+        holds = false;
+      }
+      if (holds) active.push(p);
+      else if (p.whenUnmet === 'undecided') return 'undecided';
+    }
+    return active;
   }
 
   async evaluate(ctx: CheckContext): Promise<Decision> {
@@ -130,22 +144,22 @@ export class CompiledPolicy {
 
   private async run(ctx: CheckContext): Promise<Decision> {
     const observer = this.observer;
-    let parts: readonly PolicyParts[];
+    let parts: readonly PolicyParts[] | 'undecided';
     try {
       parts = this.activeParts(ctx);
     } catch (err) {
       observer?.failed('when');
-      if (this.failurePolicy === 'Ignore') return allow(this.name, 'when', 'when failed; failurePolicy Ignore');
-      return deny(this.name, 'when', 403, `policy condition could not be evaluated: ${celErrorMessage(err)}`);
+      return deny(this.name, 'when', 403, `policy condition could not be evaluated: ${celErrorMessage(err)}`, {
+        evaluationError: true,
+      });
     }
-    if (parts.length === 0) {
-      // Kyverno's matchConditions only say "this policy has nothing to say": with no other policy to ask,
-      // that is a gap, and gaps fail closed. Kuadrant/native `when` means "not enforced here" (an allow).
-      if (this.parts.every((p) => p.kind.startsWith('Kyverno'))) {
-        return deny(this.name, 'kyverno', 403, `policy ${this.name} does not apply to this request (matchConditions)`, { undecided: true });
-      }
-      return allow(this.name, 'when', 'policy conditions (when) not met: not enforced');
+    if (parts === 'undecided') {
+      // Kyverno's matchConditions only say "this policy has nothing to say": the next global policy is asked;
+      // with nobody left to ask, that gap is denied (the authorizer's default).
+      return deny(this.name, 'kyverno', 403, `policy ${this.name} does not apply to this request (matchConditions)`, { undecided: true });
     }
+    // Kuadrant/native `when` false on every part: "not enforced here" (an allow, as Kuadrant).
+    if (parts.length === 0) return allow(this.name, 'when', 'policy conditions (when) not met: not enforced');
     const stages = parts === this.parts ? this.stages : stagesOf(parts);
     for (const p of parts) {
       try {
@@ -157,7 +171,9 @@ export class CompiledPolicy {
           const v = p.variables.find((x) => !(x.name in ctx.variables));
           ctx.addTrace({ evaluator: 'internal', name: `variable ${v?.name ?? '?'}`, result: `error: ${celErrorMessage(err)}`, durationMs: 0, expression: v?.program.source, pos: v?.program.pos });
         }
-        if (p.failurePolicy === 'Ignore') return allow(this.name, 'internal', 'variable failed; failurePolicy Ignore');
+        // Ignore leaves the variable unset: whatever reads it fails under its own failurePolicy. It never
+        // allows the whole policy (other documents of the host may have their own checks to make).
+        if (p.failurePolicy === 'Ignore') continue;
         return deny(this.name, 'internal', 403, `policy variable could not be evaluated: ${celErrorMessage(err)}`);
       }
     }

@@ -75,3 +75,73 @@ describe('composition of an authorizing document and a rate-limiting document', 
     ).rejects.toThrow(/conflict: host api.openai.com/);
   });
 });
+
+describe('failure handling across composed documents', () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({
+      files: {
+        'auth.yaml': AUTH,
+        // A rate-limiting document for the same host, lenient about its own errors.
+        'rl.yaml': `
+apiVersion: egress-authz.dev/v1alpha1
+kind: EgressPolicy
+metadata:
+  name: openai-limits
+spec:
+  hosts: [api.openai.com]
+  failurePolicy: Ignore
+  variables:
+    - name: tier
+      expression: request.headers["x-tier"]
+  rateLimits:
+    per-tier:
+      rates: [{limit: 1000, window: 1m}]
+      counters: [variables.tier]
+`,
+        'kyverno.yaml': `
+apiVersion: envoy.kyverno.io/v1alpha1
+kind: AuthorizationPolicy
+metadata:
+  name: scoped
+  annotations:
+    egress-authz.dev/hosts: kyverno.example.com
+spec:
+  matchConditions:
+    - name: get-only
+      expression: object.attributes.request.http.method == "GET"
+  authorizations:
+    - expression: envoy.Allowed().Response()
+`,
+        'kyverno-rl.yaml': `
+apiVersion: egress-authz.dev/v1alpha1
+kind: EgressPolicy
+metadata:
+  name: kyverno-limits
+spec:
+  hosts: [kyverno.example.com]
+  rateLimits:
+    all:
+      rates: [{limit: 1000, window: 1m}]
+      counters: ['"all"']
+`,
+      },
+    });
+  });
+  afterAll(() => s?.close());
+
+  it("one document's failurePolicy Ignore never allows the host's other documents away", async () => {
+    // The variable fails (no x-tier header); the rate-limit document ignores that, the identity and
+    // authorization of the other document still apply.
+    expect((await s.client.check({ host: 'api.openai.com' })).httpStatus).toBe(401);
+    expect((await s.client.check({ host: 'api.openai.com', principal: 'spiffe://cluster.local/ns/team-b/sa/x' })).httpStatus).toBe(403);
+    expect((await s.client.check({ host: 'api.openai.com', principal: 'spiffe://cluster.local/ns/team-a/sa/x' })).allowed).toBe(true);
+  });
+
+  it('a Kyverno part whose matchConditions do not hold is a deny, even composed with a rate-limit document', async () => {
+    expect((await s.client.check({ host: 'kyverno.example.com' })).allowed).toBe(true);
+    const post = await s.client.check({ host: 'kyverno.example.com', method: 'POST' });
+    expect(post.httpStatus).toBe(403);
+    expect(JSON.parse(post.body).reason).toContain('does not apply');
+  });
+});

@@ -148,6 +148,7 @@ export function compileKyverno(doc: PolicyDocument, sc: SectionContext): { parts
     variables: compileVariables(spec.get('variables'), scx),
     authorization: stage,
     response: { denials: {} },
+    whenUnmet: 'undecided',
   };
   return { parts, global: true };
 }
