@@ -55,6 +55,7 @@ export function compileTokenBudgets(node: YNode, sc: SectionContext): Stage | un
   const services = sc.services;
   return createTokenBudgetStage({
     policy: sc.policy,
+    scope: sc.scope ?? sc.policy,
     failurePolicy: sc.failurePolicy,
     provider,
     ...(fallback !== undefined ? { fallback } : {}),

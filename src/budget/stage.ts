@@ -14,13 +14,14 @@ import type { Metrics } from '../observability/metrics.js';
 import { counterKey } from '../ratelimit/counter-key.js';
 import { ceilSeconds, rateLimitHeaders, type RateLimitItem } from '../ratelimit/headers.js';
 import { formatWindow, type DebitCounter } from '../ratelimit/store.js';
+import { describe, evaluationFailed, quoteList, type FailureMode } from '../ratelimit/stage.js';
 import type { ProviderChoice } from '../extproc/usage/response-reader.js';
 import { budgetKeyDigest, grantToMetadata, GRANT_METADATA_KEY, type BudgetCount, type BudgetGrant, type FallbackCost, type GrantedBudget } from './grant.js';
 import type { BudgetLedger } from './ledger.js';
 import type { BudgetMetrics } from './metrics.js';
 import { requestedMaxTokens } from './request-estimate.js';
 
-export type FailureMode = 'allow' | 'deny';
+export type { FailureMode } from '../ratelimit/stage.js';
 
 export interface CompiledBudget {
   readonly name: string;
@@ -41,6 +42,8 @@ export interface Reservation {
 
 export interface TokenBudgetStageOptions {
   readonly policy: string;
+  /** What budget keys are scoped by (SectionContext.scope). */
+  readonly scope: string;
   readonly failurePolicy: FailurePolicy;
   readonly provider: ProviderChoice;
   readonly fallback?: FallbackCost;
@@ -60,14 +63,9 @@ interface PlannedBudget {
 }
 
 export function createTokenBudgetStage(options: TokenBudgetStageOptions): Stage {
-  const { policy, failurePolicy, budgets, metrics } = options;
-
-  const failed = (ctx: CheckContext, what: string, message: string): Decision | undefined => {
-    metrics.evaluatorErrors.inc({ evaluator: 'ratelimit' });
-    ctx.addTrace({ evaluator: 'ratelimit', name: what, result: `error: ${message}`, durationMs: 0 });
-    if (failurePolicy === 'Ignore') return undefined;
-    return deny(policy, 'ratelimit', 403, `${what} could not be evaluated: ${message}`);
-  };
+  const { policy, scope, failurePolicy, budgets, metrics } = options;
+  const failed = (ctx: CheckContext, what: string, message: string) =>
+    evaluationFailed(ctx, { policy, failurePolicy, metrics }, what, message);
 
   return {
     evaluator: 'ratelimit',
@@ -81,7 +79,7 @@ export function createTokenBudgetStage(options: TokenBudgetStageOptions): Stage 
           const values = budget.counters.map((counter) => counter.evaluate(ctx.activation));
           // A prefix no rate-limit key starts with (those start with a quote), so budgets and limits
           // never share a counter even with equal names.
-          planned.push({ budget, key: budgetKeyDigest(`tokens\u0000${counterKey(policy, budget.name, values)}`) });
+          planned.push({ budget, key: budgetKeyDigest(`tokens\u0000${counterKey(scope, budget.name, values)}`) });
         } catch (error) {
           const decision = failed(ctx, `token budget "${budget.name}"`, celErrorMessage(error));
           if (decision) return decision;
@@ -169,10 +167,3 @@ function reservationFor(reservation: Reservation | undefined, body: string): num
   return reservation.maxTokens === undefined ? asked : Math.min(asked, reservation.maxTokens);
 }
 
-function quoteList(names: readonly string[]): string {
-  return names.map((name) => `"${name}"`).join(', ');
-}
-
-function describe(items: readonly RateLimitItem[]): string {
-  return items.map((item) => `${item.name} ${item.remaining}/${item.limit} left, resets in ${ceilSeconds(item.resetMs)} s`).join('; ');
-}

@@ -12,6 +12,11 @@ export interface SectionContext {
   /** The policy's display name (namespace/name). */
   readonly policy: string;
   readonly failurePolicy: FailurePolicy;
+  /**
+   * Kind and name of the document (`RateLimitPolicy/ns/name`): what budgets and counters are keyed by, so
+   * two documents of different kinds with one name never share a budget. Defaults to `policy`.
+   */
+  readonly scope?: string;
 }
 
 /** Compiles an expression field, reporting errors at its position; undefined when absent or invalid. */

@@ -82,7 +82,7 @@ function compileDocument(
 ): Contribution | undefined {
   const spec = doc.spec;
   const policy = displayName(doc);
-  const base = { diags, services, policy };
+  const base = { diags, services, policy, scope: `${doc.kind}/${policy}` };
   switch (doc.kind) {
     case 'EgressPolicy': {
       spec.checkKeys(NATIVE_SPEC_KEYS, 'EgressPolicy.spec');

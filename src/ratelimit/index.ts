@@ -27,6 +27,7 @@ export function compileRateLimits(node: YNode, sc: SectionContext): Stage | unde
   if (limits.length === 0) return undefined;
   return createRateLimitStage({
     policy: sc.policy,
+    scope: sc.scope ?? sc.policy,
     failurePolicy: sc.failurePolicy,
     limits,
     limiter: rateLimiter(sc.services),

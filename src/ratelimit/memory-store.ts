@@ -3,6 +3,7 @@
 // cursor over a few entries (dropping ended windows), and past `maxKeys` the least recently used
 // counter is evicted (which refunds that counter's budget: size the cap above the active key count).
 
+import { hashKey } from '../cache/cache.js';
 import {
   decidingIndex,
   RateLimitStoreUnavailableError,
@@ -245,8 +246,12 @@ export class MemoryRateLimitStore implements RateLimitStore {
 }
 
 /** Two rates with the same counter key but different windows are different budgets. */
+/**
+ * Counter keys carry CEL values (a header may be tens of KB): hashed, every stored key is 43 bytes, so
+ * `maxKeys` bounds the memory in bytes too. One-shot SHA-256 of a short string is ~1 µs.
+ */
 function storageKeyOf(key: string, windowMs: number): string {
-  return `${windowMs}\u0000${key}`;
+  return hashKey(String(windowMs), key);
 }
 
 /** A window is [startMs, startMs + windowMs). A clock that steps back keeps the window open. */

@@ -35,6 +35,8 @@ export interface CompiledLimit {
 
 export interface RateLimitStageOptions {
   readonly policy: string;
+  /** What counter keys are scoped by (SectionContext.scope). */
+  readonly scope: string;
   readonly failurePolicy: FailurePolicy;
   readonly limits: readonly CompiledLimit[];
   readonly limiter: RateLimiter;
@@ -47,14 +49,9 @@ export const MAX_COST = 1_000_000_000;
 class LimitEvaluationError extends Error {}
 
 export function createRateLimitStage(options: RateLimitStageOptions): Stage {
-  const { policy, failurePolicy, limits, limiter, metrics } = options;
-
-  const failed = (ctx: CheckContext, what: string, message: string): Decision | undefined => {
-    metrics.evaluatorErrors.inc({ evaluator: 'ratelimit' });
-    ctx.addTrace({ evaluator: 'ratelimit', name: what, result: `error: ${message}`, durationMs: 0 });
-    if (failurePolicy === 'Ignore') return undefined;
-    return deny(policy, 'ratelimit', 403, `${what} could not be evaluated: ${message}`, { evaluationError: true });
-  };
+  const { policy, scope, failurePolicy, limits, limiter, metrics } = options;
+  const failed = (ctx: CheckContext, what: string, message: string) =>
+    evaluationFailed(ctx, { policy, failurePolicy, metrics }, what, message);
 
   return {
     evaluator: 'ratelimit',
@@ -66,7 +63,7 @@ export function createRateLimitStage(options: RateLimitStageOptions): Stage {
       for (const limit of limits) {
         let planned: PlannedRate[];
         try {
-          planned = planLimit(policy, limit, ctx);
+          planned = planLimit(scope, limit, ctx);
         } catch (error) {
           const decision = failed(ctx, `rate limit "${limit.name}"`, messageOf(error));
           if (decision) return decision;
@@ -139,7 +136,25 @@ function storeUnavailable(
 }
 
 /** The rates of one limit for this request: none when its `when` is false or its cost is 0. Throws on CEL errors. */
-function planLimit(policy: string, limit: CompiledLimit, ctx: CheckContext): PlannedRate[] {
+/**
+ * A counter or budget expression that cannot be evaluated: under Ignore the limit is skipped (counted here as
+ * an evaluator error), under Fail the request is denied 403 (counted by the stage observer from the flag).
+ */
+export function evaluationFailed(
+  ctx: CheckContext,
+  on: { policy: string; failurePolicy: FailurePolicy; metrics: Metrics },
+  what: string,
+  message: string,
+): Decision | undefined {
+  ctx.addTrace({ evaluator: 'ratelimit', name: what, result: `error: ${message}`, durationMs: 0 });
+  if (on.failurePolicy === 'Ignore') {
+    on.metrics.evaluatorErrors.inc({ evaluator: 'ratelimit' });
+    return undefined;
+  }
+  return deny(on.policy, 'ratelimit', 403, `${what} could not be evaluated: ${message}`, { evaluationError: true });
+}
+
+function planLimit(scope: string, limit: CompiledLimit, ctx: CheckContext): PlannedRate[] {
   if (limit.when.length > 0 && !evalAll(limit.when, ctx.activation)) {
     ctx.addTrace({ evaluator: 'ratelimit', name: `rate limit "${limit.name}"`, result: 'skipped (when)', durationMs: 0 });
     return [];
@@ -147,7 +162,7 @@ function planLimit(policy: string, limit: CompiledLimit, ctx: CheckContext): Pla
   const cost = costOf(limit, ctx);
   if (cost === 0) return [];
   const key = counterKey(
-    policy,
+    scope,
     limit.name,
     limit.counters.map((counter) => counter.evaluate(ctx.activation)),
   );
@@ -178,11 +193,12 @@ function messageOf(error: unknown): string {
   return celErrorMessage(error);
 }
 
-function quoteList(names: readonly string[]): string {
+export function quoteList(names: readonly string[]): string {
   return names.map((name) => `"${name}"`).join(', ');
 }
 
-function describe(items: readonly RateLimitItem[]): string {
+/** `name r/q left, resets in t s; ...` for reasons and traces. */
+export function describe(items: readonly RateLimitItem[]): string {
   return items
     .map((item) => `${item.name} ${item.remaining}/${item.limit} left, resets in ${ceilSeconds(item.resetMs)} s`)
     .join('; ');
