@@ -18,17 +18,16 @@ function findProtoDir(): string {
 
 export const PROTO_DIR = findProtoDir();
 
-function loadRoot(): protobuf.Root {
+/** Loads our .proto files (by name, from proto/) into a fresh root. At start-up only. */
+export function loadProtoRoot(files: readonly string[]): protobuf.Root {
   const root = new protobuf.Root();
   // google/protobuf/* come from protobufjs' bundled common definitions; our files import each other by name.
   root.resolvePath = (_origin, target) =>
     target.startsWith('google/protobuf/') ? target : path.join(PROTO_DIR, path.basename(target));
-  return root.loadSync(['ext_authz.proto', 'health.proto'].map((f) => path.join(PROTO_DIR, f)), {
-    keepCase: false,
-  });
+  return root.loadSync(files.map((f) => path.join(PROTO_DIR, f)), { keepCase: false });
 }
 
-export const protoRoot = loadRoot();
+export const protoRoot = loadProtoRoot(['ext_authz.proto', 'health.proto']);
 export const CheckRequestType = protoRoot.lookupType('envoy.service.auth.v3.CheckRequest');
 export const CheckResponseType = protoRoot.lookupType('envoy.service.auth.v3.CheckResponse');
 export const HealthCheckRequestType = protoRoot.lookupType('grpc.health.v1.HealthCheckRequest');

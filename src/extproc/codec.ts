@@ -2,17 +2,9 @@
 // serialize/deserialize functions of the ExternalProcessor service and of the test client.
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { PROTO_DIR, type ProtoHeaderValue, type ProtoMetadata } from '../envoy/codec.js';
+import { loadProtoRoot, type ProtoHeaderValue, type ProtoMetadata } from '../envoy/codec.js';
 
-function loadRoot(): protobuf.Root {
-  const root = new protobuf.Root();
-  // google/protobuf/* come from protobufjs' bundled definitions; our files import each other by name.
-  root.resolvePath = (_origin, target) =>
-    target.startsWith('google/protobuf/') ? target : path.join(PROTO_DIR, path.basename(target));
-  return root.loadSync(path.join(PROTO_DIR, 'ext_proc.proto'), { keepCase: false });
-}
-
-const root = loadRoot();
+const root = loadProtoRoot(['ext_proc.proto']);
 export const ProcessingRequestType = root.lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
 export const ProcessingResponseType = root.lookupType('envoy.service.ext_proc.v3.ProcessingResponse');
 

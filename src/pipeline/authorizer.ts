@@ -71,7 +71,14 @@ export class Authorizer {
         return deny('', 'default', 403, 'no policy made a decision for this request');
       }
       case 'unknown-context':
-        return deny('', 'select', 403, `unknown policy "${sel.name}" named by the route's context extension`);
+        return deny(
+          '',
+          'select',
+          403,
+          sel.ambiguous
+            ? `policy name "${sel.name}" named by the route's context extension is ambiguous: use namespace/name`
+            : `unknown policy "${sel.name}" named by the route's context extension`,
+        );
       case 'none':
         if (this.services.config.defaultDecision === 'allow') return allow('', 'default', 'no policy for this host; default allow');
         return deny('', 'default', 403, `no policy governs host "${ctx.view.host}"`);

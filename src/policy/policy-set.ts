@@ -16,14 +16,16 @@ export function normalizeHostPattern(raw: string): string | undefined {
 export type Selection =
   | { kind: 'policy'; policy: CompiledPolicy; via: 'context' | 'host' | 'wildcard' }
   | { kind: 'global'; policies: readonly CompiledPolicy[] }
-  | { kind: 'unknown-context'; name: string }
+  | { kind: 'unknown-context'; name: string; ambiguous?: boolean }
   | { kind: 'none' };
+
+const AMBIGUOUS = Symbol('ambiguous policy name');
 
 export class PolicySet {
   private readonly exact = new Map<string, CompiledPolicy>();
   /** [suffix without "*", policy], longest suffix first. */
   private readonly wildcards: Array<[string, CompiledPolicy]> = [];
-  private readonly byName = new Map<string, CompiledPolicy>();
+  private readonly byName = new Map<string, CompiledPolicy | typeof AMBIGUOUS>();
 
   constructor(
     readonly policies: readonly CompiledPolicy[],
@@ -31,7 +33,13 @@ export class PolicySet {
     readonly documentCount: number,
   ) {
     for (const p of [...policies, ...globals]) {
-      for (const n of p.contextNames) if (!this.byName.has(n)) this.byName.set(n, p);
+      for (const n of p.contextNames) {
+        const prev = this.byName.get(n);
+        // A name two different policies answer to (same name in two namespaces, say) selects neither:
+        // the route must use namespace/name. Load order never decides.
+        if (prev === undefined) this.byName.set(n, p);
+        else if (prev !== p) this.byName.set(n, AMBIGUOUS);
+      }
       for (const h of p.hosts) {
         if (h.startsWith('*.')) this.wildcards.push([h.slice(1), p]);
         else this.exact.set(h, p);
@@ -48,6 +56,7 @@ export class PolicySet {
     const named = view.contextExtensions['policy'];
     if (named) {
       const p = this.byName.get(named);
+      if (p === AMBIGUOUS) return { kind: 'unknown-context', name: named, ambiguous: true };
       return p ? { kind: 'policy', policy: p, via: 'context' } : { kind: 'unknown-context', name: named };
     }
     const exact = this.exact.get(view.host);

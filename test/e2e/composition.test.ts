@@ -145,3 +145,26 @@ spec:
     expect(JSON.parse(post.body).reason).toContain('does not apply');
   });
 });
+
+describe('context-extension names', () => {
+  it('a bare name two namespaces share selects neither; namespace/name selects one', async () => {
+    const doc = (ns: string, method: string) => `
+apiVersion: egress-authz.dev/v1alpha1
+kind: EgressPolicy
+metadata: {name: shared, namespace: ${ns}}
+spec:
+  authorization:
+    method: request.method == "${method}"
+`;
+    const s = await startTestServer({ files: { 'a.yaml': doc('a', 'GET'), 'b.yaml': doc('b', 'POST') } });
+    try {
+      const bare = await s.client.check({ host: 'x.example', contextExtensions: { policy: 'shared' } });
+      expect(bare.httpStatus).toBe(403);
+      expect(JSON.parse(bare.body).reason).toContain('ambiguous');
+      expect((await s.client.check({ host: 'x.example', contextExtensions: { policy: 'a/shared' } })).allowed).toBe(true);
+      expect((await s.client.check({ host: 'x.example', method: 'POST', contextExtensions: { policy: 'b/shared' } })).allowed).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+});

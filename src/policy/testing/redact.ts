@@ -1,6 +1,8 @@
 // Rendering values for explain output with secrets taken out: credential-like header and field names
 // (authorization, cookie, api keys, tokens, passwords) and every secret string the Check handled.
 
+import { scrubSecrets } from '../../observability/decision-log.js';
+
 const SENSITIVE = /(authorization|cookie|token|secret|passw|credential|api[-_]?key|^key$|[-_]key$|private|signature|jwt)/i;
 
 export const REDACTED = '[redacted]';
@@ -10,13 +12,7 @@ export function isSensitiveName(name: string): boolean {
   return SENSITIVE.test(name);
 }
 
-export function scrubSecrets(s: string, secrets: readonly string[]): string {
-  let out = s;
-  for (const secret of secrets) {
-    if (secret && secret.length >= 4 && out.includes(secret)) out = out.split(secret).join(REDACTED);
-  }
-  return out;
-}
+export { scrubSecrets };
 
 interface OptionalLike {
   hasValue(): boolean;
