@@ -48,7 +48,9 @@ describe('docs/examples', () => {
   });
 
   it('request files for explain load', () => {
-    for (const f of filesUnder(REQUESTS)) {
+    const files = filesUnder(REQUESTS);
+    expect(files.length).toBeGreaterThanOrEqual(2);
+    for (const f of files) {
       const r = readRequestFile(f, fs.readFileSync(f, 'utf8'));
       expect(r.diagnostics.list.map(formatDiagnostic)).toEqual([]);
       expect(r.spec?.host).toBeTruthy();
