@@ -20,11 +20,6 @@ export class ProcessorStream {
     return this.grantValue;
   }
 
-  /** True once the response's usage has been handed over (the body ended, or the stream did). */
-  get isEnded(): boolean {
-    return this.ended;
-  }
-
   /** Every message may carry metadata_context; the first valid grant is kept. */
   onMetadata(metadata: ProtoMetadata | null | undefined): void {
     if (this.grantValue === undefined && metadata) this.grantValue = readGrant(metadata);

@@ -2,6 +2,7 @@
 // `urlExpression`) with CEL-built headers and body; a JSON answer is parsed, anything else kept as a string.
 // Outcomes follow Kuadrant's "a failed metadata source leaves no value" for 3xx/4xx and bad requests; a
 // backend that is down, slow or answering 5xx denies the Check with 503 (fail closed within the deadline).
+import { hashKey } from '../cache/cache.js';
 import type { CelProgram } from '../cel/compile.js';
 import { celErrorMessage } from '../cel/compile.js';
 import type { CheckContext } from '../pipeline/context.js';
@@ -169,7 +170,11 @@ export const httpSource: MetadataSourceFactory = ({ name, config, cache, sc }) =
   if (!spec) return undefined;
   const { services } = sc;
   const label = `metadata "${name}"`;
-  const scope = `${sc.policy}\0${name}`;
+  // The source's own definition is part of the scope: a reload that changes its URL, headers or body never
+  // serves answers cached for the old definition.
+  const range = config.node?.range;
+  const definition = range ? config.src.text.slice(range[0], range[1]) : '';
+  const scope = `${sc.policy}\0${name}\0${hashKey(definition)}`;
   const responses = spec.cache ? sharedResponseCache<CallResult>(services) : undefined;
 
   async function call(req: BuiltRequest, signal: AbortSignal): Promise<CallResult> {

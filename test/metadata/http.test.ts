@@ -236,6 +236,15 @@ t:
     await run(reloaded, { view: { headers: { 'x-team': 'e' } } });
     expect(backend.requests).toHaveLength(1);
   });
+
+  it('a reload that changes the request never serves answers cached for the old definition', async () => {
+    const h = harness();
+    const first = compile(cached.replaceAll('BACKEND', backend.url).replace('0.3', '60'), h).stage!;
+    await run(first, { view: { headers: { 'x-team': 'f' } } });
+    const changed = compile(cached.replaceAll('BACKEND', backend.url).replace('0.3', '60').replace('/t/', '/v2/'), h).stage!;
+    await run(changed, { view: { headers: { 'x-team': 'f' } } });
+    expect(backend.requests.map((r) => r.path)).toEqual(['/t/f', '/v2/f']);
+  });
 });
 
 describe('http source: load errors', () => {

@@ -30,7 +30,6 @@ export class SseUsageReader {
   private scanner: JsonFieldScanner | undefined;
   private dataLines = 0;
   private lastWasCR = false;
-  private dispatched = 0;
 
   private readonly paths: FieldPaths;
 
@@ -41,10 +40,6 @@ export class SseUsageReader {
     this.paths = new FieldPaths(paths);
   }
 
-  /** Events dispatched so far. */
-  get events(): number {
-    return this.dispatched;
-  }
 
   write(chunk: Uint8Array): void {
     const length = chunk.length;
@@ -145,7 +140,6 @@ export class SseUsageReader {
     this.dataLines = 0;
     this.eventNameBytes = [];
     if (!scanner) return; // an event without data is not dispatched
-    this.dispatched++;
     const name = nameBytes.length > 0 ? Buffer.from(nameBytes).toString('utf8') : 'message';
     this.onEvent({ name, fields: scanner.end() });
   }
