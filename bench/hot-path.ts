@@ -65,13 +65,8 @@ async function scenarioCosts(id: string, backends: Backends, env: ScenarioEnv): 
     if (outcome?.decision.kind !== 'allow') return `failed: ${outcome?.decision.kind} ${outcome?.decision.reason}`;
     const decided = outcome;
     const decodeView = await measure(() => toRequestView(deserializeCheckRequest(bytes)));
-    const authorize = await measure(() => authorizer.check(view));
-    const checkMetrics = await measure(() => {
-      metrics.inflight.inc();
-      metrics.checks.inc({ policy: decided.decision.policy, decision: 'allow', status: '200' });
-      metrics.checkDuration.observe({ decision: 'allow' }, 0.0002);
-      metrics.inflight.dec();
-    });
+    const authorize = await measure(() => authorizer.decide(view));
+    const checkMetrics = await measure(() => metrics.recordCheck(decided.decision.policy, 'allow', 200, 0.0002));
     const decisionLine = await measure(() => logDecision(logger, { mode: 'all', sampleRate: 1 }, view, decided, 0.2));
     const encode = await measure(() => serializeCheckResponse(toCheckResponse(decided.decision)));
     const total = decodeView + authorize + checkMetrics + decisionLine + encode;

@@ -143,7 +143,7 @@ export function createTokenBudgetStage(options: TokenBudgetStageOptions): Stage 
         resetMs: states[index]?.resetMs ?? budget.windowMs,
       }));
       if (outcome.result.allowed) {
-        ctx.addTrace({ evaluator: 'ratelimit', name: 'token budgets', result: `room left: ${describe(items)}`, durationMs });
+        if (ctx.trace) ctx.addTrace({ evaluator: 'ratelimit', name: 'token budgets', result: `room left: ${describe(items)}`, durationMs });
         return granted(`within token budgets (${describe(items)})`, grantOf(states.map((state) => state.windowStartMs)));
       }
 

@@ -32,6 +32,8 @@ export interface Loaded<V> {
 interface Entry<V> {
   value: V;
   expiresAt: number;
+  /** When it was last (re)inserted, in the cache's insertion count. */
+  seq: number;
 }
 
 export class TtlLruCache<V> {
@@ -42,6 +44,8 @@ export class TtlLruCache<V> {
   private readonly maxEntries: number;
   private readonly now: () => number;
   private readonly observer: CacheObserver | undefined;
+  /** Insertions so far: entries are evicted in this order. */
+  private seq = 0;
 
   constructor(opts: CacheOptions) {
     this.name = opts.name;
@@ -62,16 +66,21 @@ export class TtlLruCache<V> {
       this.entries.delete(key);
       return undefined;
     }
-    // Map keeps insertion order: re-insert to mark as most recently used.
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    // Map keeps insertion order: re-insert to mark as most recently used. An entry among the newest half
+    // cannot be evicted before its next refresh (fewer than maxEntries/2 entries are behind it), so only
+    // older entries move: a delete + set on every hit was a measurable share of a warm Check.
+    if (this.seq - e.seq >= this.maxEntries >> 1) {
+      this.entries.delete(key);
+      e.seq = ++this.seq;
+      this.entries.set(key, e);
+    }
     return e.value;
   }
 
   set(key: string, value: V, ttlMs: number): void {
     if (!(ttlMs > 0)) return;
     this.entries.delete(key);
-    this.entries.set(key, { value, expiresAt: this.now() + ttlMs });
+    this.entries.set(key, { value, expiresAt: this.now() + ttlMs, seq: ++this.seq });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);

@@ -8,9 +8,16 @@ const ANSWER_MARGIN_MS = 5;
 
 export type Waited<T> = { readonly done: true; readonly value: T } | { readonly done: false };
 
-/** The value of `work`, or `{done: false}` when the Check's deadline comes first. Never rejects on timeout. */
-export async function waitWithinDeadline<T>(work: T | Promise<T>, ctx: Pick<CheckContext, 'deadline' | 'signal'>): Promise<Waited<T>> {
+/**
+ * The value of `work`, or `{done: false}` when the Check's deadline comes first. Never rejects on timeout.
+ * A value that is already there (a cache hit) is returned as is, without a promise.
+ */
+export function waitWithinDeadline<T>(work: T | Promise<T>, ctx: Pick<CheckContext, 'deadline' | 'signal'>): Waited<T> | Promise<Waited<T>> {
   if (!(work instanceof Promise)) return { done: true, value: work };
+  return waitForPromise(work, ctx);
+}
+
+async function waitForPromise<T>(work: Promise<T>, ctx: Pick<CheckContext, 'deadline' | 'signal'>): Promise<Waited<T>> {
   const budget = ctx.deadline - ANSWER_MARGIN_MS - Date.now();
   if (budget <= 0 || ctx.signal.aborted) {
     work.catch(() => undefined);

@@ -5,7 +5,8 @@ import { deny, type Decision, type HeaderMutation } from '../pipeline/decision.j
 import { compileWhen, evalAll, type SectionContext } from '../pipeline/section.js';
 import type { YNode } from '../policy/yaml-node.js';
 import { readCredentials } from './credentials.js';
-import type { IdentityMethod } from './method.js';
+import type { IdentityMethod, IdentityOutcome } from './method.js';
+import type { MaybePromise } from '../pipeline/maybe-async.js';
 import { IDENTITY_METHODS } from './methods.js';
 
 const COMMON_KEYS = ['priority', 'when', 'credentials', 'metrics', 'cache', 'defaults', 'overrides'];
@@ -44,45 +45,66 @@ export function compileIdentityStage(node: YNode, sc: SectionContext): Stage | u
   methods.sort((a, b) => a.priority - b.priority);
   const policy = sc.policy;
 
+  /** What the methods tried so far found; only the failures are kept (a success ends the stage). */
+  interface Attempts {
+    unavailable?: string;
+    invalid?: string;
+    rejectedBy?: Set<IdentityMethod>;
+  }
+
+  /** Records one method's outcome: true when it authenticated the request (the stage is done). */
+  function settle(m: IdentityMethod, out: IdentityOutcome, ctx: CheckContext, tried: Attempts, t0: number): boolean {
+    if (ctx.trace) {
+      ctx.addTrace({
+        evaluator: 'identity',
+        name: `${m.name} (${m.kind})`,
+        result: out.kind === 'ok' ? `ok: ${out.label}` : out.kind === 'missing' ? 'no credential' : `${out.kind}: ${out.reason}`,
+        durationMs: performance.now() - t0,
+      });
+    }
+    if (out.kind === 'ok') {
+      (ctx.auth as { identity: unknown }).identity = out.identity;
+      ctx.identityLabel = out.label;
+      if (out.credential) {
+        ctx.credential = out.credential;
+        ctx.credentialIsServiceAccountToken = out.serviceAccountToken === true;
+        ctx.secrets.push(out.credential);
+      }
+      return true;
+    }
+    if (out.kind === 'unavailable') tried.unavailable ??= `${m.name}: ${out.reason}`;
+    else if (out.kind === 'invalid') {
+      tried.invalid ??= `${m.name}: ${out.reason}`;
+      (tried.rejectedBy ??= new Set()).add(m);
+    }
+    return false;
+  }
+
+  /** Methods from `from` on, in priority order; synchronous while each answers from its cache. */
+  function attempt(ctx: CheckContext, from: number, tried: Attempts): MaybePromise<Decision | undefined> {
+    for (let i = from; i < methods.length; i++) {
+      const m = methods[i]!;
+      if (m.when.length && !evalAll(m.when, ctx.activation)) continue;
+      const t0 = ctx.trace ? performance.now() : 0;
+      const out = m.authenticate(ctx);
+      if (out instanceof Promise) {
+        return out.then((o) => (settle(m, o, ctx, tried, t0) ? undefined : attempt(ctx, i + 1, tried)));
+      }
+      if (settle(m, out, ctx, tried, t0)) return undefined;
+    }
+    if (tried.unavailable) return deny(policy, 'identity', 503, `identity backend unavailable (${tried.unavailable})`);
+    const headers = challengeHeaders(methods, tried.rejectedBy ?? NO_REJECTIONS);
+    return deny(policy, 'identity', 401, tried.invalid ?? 'no credential', { headers });
+  }
+
   return {
     evaluator: 'identity',
     name: 'authentication',
-    async run(ctx: CheckContext): Promise<Decision | undefined> {
-      let unavailable: string | undefined;
-      let invalid: string | undefined;
-      const rejectedBy = new Set<IdentityMethod>();
-      for (const m of methods) {
-        if (m.when.length && !evalAll(m.when, ctx.activation)) continue;
-        const t0 = ctx.trace ? performance.now() : 0;
-        const out = await m.authenticate(ctx);
-        ctx.addTrace({
-          evaluator: 'identity',
-          name: `${m.name} (${m.kind})`,
-          result: out.kind === 'ok' ? `ok: ${out.label}` : out.kind === 'missing' ? 'no credential' : `${out.kind}: ${out.reason}`,
-          durationMs: ctx.trace ? performance.now() - t0 : 0,
-        });
-        if (out.kind === 'ok') {
-          (ctx.auth as { identity: unknown }).identity = out.identity;
-          ctx.identityLabel = out.label;
-          if (out.credential) {
-            ctx.credential = out.credential;
-            ctx.credentialIsServiceAccountToken = out.serviceAccountToken === true;
-            ctx.secrets.push(out.credential);
-          }
-          return undefined;
-        }
-        if (out.kind === 'unavailable') unavailable ??= `${m.name}: ${out.reason}`;
-        else if (out.kind === 'invalid') {
-          invalid ??= `${m.name}: ${out.reason}`;
-          rejectedBy.add(m);
-        }
-      }
-      if (unavailable) return deny(policy, 'identity', 503, `identity backend unavailable (${unavailable})`);
-      const headers = challengeHeaders(methods, rejectedBy);
-      return deny(policy, 'identity', 401, invalid ?? 'no credential', { headers });
-    },
+    run: (ctx: CheckContext) => attempt(ctx, 0, {}),
   };
 }
+
+const NO_REJECTIONS: ReadonlySet<IdentityMethod> = new Set();
 
 /** One WWW-Authenticate value per distinct challenge, flagged invalid_token when its credential was rejected. */
 function challengeHeaders(methods: readonly IdentityMethod[], rejectedBy: ReadonlySet<IdentityMethod>): HeaderMutation[] {

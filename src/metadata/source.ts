@@ -1,6 +1,7 @@
 // The contract every metadata source kind (http, vault) implements, and what one fetch can end in.
 import type { CelProgram } from '../cel/compile.js';
 import type { CheckContext } from '../pipeline/context.js';
+import type { MaybePromise } from '../pipeline/maybe-async.js';
 import type { SectionContext } from '../pipeline/section.js';
 import type { YNode } from '../policy/yaml-node.js';
 import type { ResponseCacheSpec } from './response-cache.js';
@@ -21,7 +22,8 @@ export interface MetadataSource {
   readonly kind: string;
   readonly priority: number;
   readonly when: readonly CelProgram[];
-  fetch(ctx: CheckContext): Promise<SourceOutcome>;
+  /** The outcome now when it is cached, else a promise (a backend call). */
+  fetch(ctx: CheckContext): MaybePromise<SourceOutcome>;
 }
 
 export interface SourceCompileInput {

@@ -9,8 +9,9 @@ import { evalAll } from '../pipeline/section.js';
 import { scrubSecrets } from '../observability/decision-log.js';
 import type { Logger } from 'pino';
 import type { MetadataSource, SourceOutcome } from './source.js';
+import type { MaybePromise } from '../pipeline/maybe-async.js';
 
-async function runSource(source: MetadataSource, ctx: CheckContext): Promise<SourceOutcome | undefined> {
+function runSource(source: MetadataSource, ctx: CheckContext): MaybePromise<SourceOutcome | undefined> {
   try {
     if (source.when.length && !evalAll(source.when, ctx.activation)) return undefined;
   } catch (err) {
@@ -28,36 +29,50 @@ export function priorityGroups(sources: readonly MetadataSource[]): MetadataSour
 
 export function metadataStage(policy: string, sources: readonly MetadataSource[], logger: Logger): Stage {
   const groups = priorityGroups(sources);
+  /** Stores a group's outcomes at auth.metadata.<name>; the group's denial, if any. */
+  function settle(group: readonly MetadataSource[], outcomes: readonly (SourceOutcome | undefined)[], ctx: CheckContext, t0: number): Decision | undefined {
+    let denial: { status: number; reason: string } | undefined;
+    group.forEach((source, i) => {
+      const out = outcomes[i];
+      if (ctx.trace) {
+        ctx.addTrace({
+          evaluator: 'metadata',
+          name: `${source.name} (${source.kind})`,
+          result: !out ? 'skipped (when)' : out.kind === 'ok' ? 'ok' : out.kind === 'absent' ? `absent: ${out.reason}` : `deny ${out.status}: ${out.reason}`,
+          durationMs: performance.now() - t0,
+        });
+      }
+      if (!out) return;
+      if (out.kind === 'ok') ctx.auth.metadata[source.name] = out.value;
+      else if (out.kind === 'absent') {
+        // Reasons hold status codes and CEL messages (which name keys, not values); scrubbed all the same.
+        logger.debug({ policy, source: source.name, kind: source.kind, reason: scrubSecrets(out.reason, ctx.secrets) }, 'metadata source gave no value');
+      } else {
+        // The first denial in declaration order decides; 503 (backend trouble) is kept over 403.
+        if (!denial || (out.status === 503 && denial.status !== 503)) denial = out;
+      }
+    });
+    return denial ? deny(policy, 'metadata', denial.status, denial.reason) : undefined;
+  }
+
+  /** Priority groups from `from` on; synchronous while every source answers from its cache. */
+  function runGroups(ctx: CheckContext, from: number): MaybePromise<Decision | undefined> {
+    for (let g = from; g < groups.length; g++) {
+      const group = groups[g]!;
+      const t0 = ctx.trace ? performance.now() : 0;
+      const outcomes = group.map((s) => runSource(s, ctx));
+      if (outcomes.some((o) => o instanceof Promise)) {
+        return Promise.all(outcomes).then((ready) => settle(group, ready, ctx, t0) ?? runGroups(ctx, g + 1));
+      }
+      const denial = settle(group, outcomes as (SourceOutcome | undefined)[], ctx, t0);
+      if (denial) return denial;
+    }
+    return undefined;
+  }
+
   return {
     evaluator: 'metadata',
     name: 'metadata',
-    async run(ctx: CheckContext): Promise<Decision | undefined> {
-      const results = ctx.auth.metadata;
-      for (const group of groups) {
-        const t0 = ctx.trace ? performance.now() : 0;
-        const outcomes = await Promise.all(group.map((s) => runSource(s, ctx)));
-        let denial: { status: number; reason: string } | undefined;
-        group.forEach((source, i) => {
-          const out = outcomes[i];
-          ctx.addTrace({
-            evaluator: 'metadata',
-            name: `${source.name} (${source.kind})`,
-            result: !out ? 'skipped (when)' : out.kind === 'ok' ? 'ok' : out.kind === 'absent' ? `absent: ${out.reason}` : `deny ${out.status}: ${out.reason}`,
-            durationMs: ctx.trace ? performance.now() - t0 : 0,
-          });
-          if (!out) return;
-          if (out.kind === 'ok') results[source.name] = out.value;
-          else if (out.kind === 'absent') {
-            // Reasons hold status codes and CEL messages (which name keys, not values); scrubbed all the same.
-            logger.debug({ policy, source: source.name, kind: source.kind, reason: scrubSecrets(out.reason, ctx.secrets) }, 'metadata source gave no value');
-          } else {
-            // The first denial in declaration order decides; 503 (backend trouble) is kept over 403.
-            if (!denial || (out.status === 503 && denial.status !== 503)) denial = out;
-          }
-        });
-        if (denial) return deny(policy, 'metadata', denial.status, denial.reason);
-      }
-      return undefined;
-    },
+    run: (ctx: CheckContext) => runGroups(ctx, 0),
   };
 }

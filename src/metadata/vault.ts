@@ -17,6 +17,7 @@ import type { CelProgram } from '../cel/compile.js';
 import { celErrorMessage } from '../cel/compile.js';
 import { hashKey, TtlLruCache, type Loaded } from '../cache/cache.js';
 import type { CheckContext } from '../pipeline/context.js';
+import { andThen, type MaybePromise } from '../pipeline/maybe-async.js';
 import { compileField, type SectionContext } from '../pipeline/section.js';
 import type { Services } from '../pipeline/services.js';
 import type { YNode } from '../policy/yaml-node.js';
@@ -168,17 +169,20 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
   const spec: VaultSpec = compiled;
   const { client, tokens, secrets, jwtFiles } = runtime(sc.services);
 
-  async function loginJwt(ctx: CheckContext): Promise<string | undefined> {
+  function loginJwt(ctx: CheckContext): MaybePromise<string | undefined> {
     // The workload's own credential goes to Vault only when it is a ServiceAccount token: an API key or
     // another issuer's JWT is never sent to a third party (no login → the source's usual 403).
     if (spec.jwt.kind === 'workload') return ctx.credentialIsServiceAccountToken ? ctx.credential : undefined;
     const file = spec.jwt.path;
-    const jwt = await jwtFiles.getOrLoad(file, async () => ({ value: (await fs.readFile(file, 'utf8')).trim(), ttlMs: JWT_FILE_TTL_MS }));
-    return jwt || undefined;
+    return andThen(
+      jwtFiles.getOrLoad(file, async () => ({ value: (await fs.readFile(file, 'utf8')).trim(), ttlMs: JWT_FILE_TTL_MS })),
+      (jwt) => jwt || undefined,
+    );
   }
 
   /** One login (cached per identity) and one read, shared by every concurrent Check of the identity. */
-  async function load(identityKey: string, jwt: string, path: string, where: string): Promise<Loaded<SecretResult>> {
+  async function load(identityKey: string, jwt: string, path: string): Promise<Loaded<SecretResult>> {
+    const where = `${spec.kv.mount}/${path}`;
     const s = spec;
     const signal = AbortSignal.timeout(s.timeoutMs);
     let fresh = false;
@@ -216,9 +220,41 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
     return { value: { kind: 'secret', value, secrets: [used.clientToken, ...stringLeaves(secret.data)] }, ttlMs: s.ttlMs };
   }
 
+  /** Everything about the login but the JWT, for cache keys (the JWT's hash is added per Check). */
+  const loginScope = hashKey('vault-login', spec.target.addr, spec.target.namespace ?? '', spec.authMount, spec.role);
+  const readScope = `${spec.kv.mount}\0${spec.kv.version}`;
+
+  function withJwt(ctx: CheckContext, jwt: string | undefined, path: string): MaybePromise<SourceOutcome> {
+    if (!jwt) {
+      return {
+        kind: 'deny',
+        status: 403,
+        reason: `${label}: no workload token to log in to Vault with (the identity method gave none; use auth.kubernetes.jwt: serviceAccount)`,
+      };
+    }
+    if (spec.jwt.kind === 'file') ctx.secrets.push(jwt);
+    const identityKey = `${loginScope}\0${ctx.secretHash(jwt)}`;
+    const secretKey = `${identityKey}\0${readScope}\0${path}`;
+    const cached = secrets.getOrLoad(secretKey, () => load(identityKey, jwt, path));
+    if (!(cached instanceof Promise)) return withSecret(ctx, cached);
+    return untilAborted(cached, ctx.signal).then(
+      (result) => withSecret(ctx, result),
+      (err: unknown): SourceOutcome =>
+        err instanceof DeadlineExceeded
+          ? { kind: 'deny', status: 503, reason: `${label}: Vault gave no answer within the deadline` }
+          : { kind: 'deny', status: 503, reason: `${label}: Vault call failed` },
+    );
+  }
+
+  function withSecret(ctx: CheckContext, result: SecretResult): SourceOutcome {
+    if (result.kind === 'refused') return { kind: 'deny', status: result.status, reason: result.reason };
+    for (const secret of result.secrets) ctx.secrets.push(secret);
+    return { kind: 'ok', value: result.value };
+  }
+
   return {
     kind: 'vault',
-    async fetch(ctx: CheckContext): Promise<SourceOutcome> {
+    fetch(ctx: CheckContext): MaybePromise<SourceOutcome> {
       let path: string;
       try {
         const p = spec.path.evaluate(ctx.activation);
@@ -227,37 +263,15 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
       } catch (err) {
         return { kind: 'deny', status: 403, reason: `${label}: the secret path could not be evaluated: ${celErrorMessage(err)}` };
       }
-      const where = `${spec.kv.mount}/${path}`;
-      let jwt: string | undefined;
-      try {
-        jwt = await untilAborted(loginJwt(ctx), ctx.signal);
-      } catch (err) {
-        if (err instanceof DeadlineExceeded) return { kind: 'deny', status: 503, reason: `${label}: no answer within the deadline` };
-        return { kind: 'deny', status: 503, reason: `${label}: the ServiceAccount token file could not be read` };
-      }
-      if (!jwt) {
-        return {
-          kind: 'deny',
-          status: 403,
-          reason: `${label}: no workload token to log in to Vault with (the identity method gave none; use auth.kubernetes.jwt: serviceAccount)`,
-        };
-      }
-      if (spec.jwt.kind === 'file') ctx.secrets.push(jwt);
-      const identityKey = hashKey('vault-login', spec.target.addr, spec.target.namespace ?? '', spec.authMount, spec.role, jwt);
-      const secretKey = hashKey('vault-secret', identityKey, spec.kv.mount, String(spec.kv.version), path);
-      let result: SecretResult;
-      try {
-        result = await untilAborted(
-          secrets.getOrLoad(secretKey, () => load(identityKey, jwt, path, where)),
-          ctx.signal,
-        );
-      } catch (err) {
-        if (err instanceof DeadlineExceeded) return { kind: 'deny', status: 503, reason: `${label}: Vault gave no answer within the deadline` };
-        return { kind: 'deny', status: 503, reason: `${label}: Vault call failed` };
-      }
-      if (result.kind === 'refused') return { kind: 'deny', status: result.status, reason: result.reason };
-      ctx.secrets.push(...result.secrets);
-      return { kind: 'ok', value: result.value };
+      const jwt = loginJwt(ctx);
+      if (!(jwt instanceof Promise)) return withJwt(ctx, jwt, path);
+      return untilAborted(jwt, ctx.signal).then(
+        (j) => withJwt(ctx, j, path),
+        (err: unknown): SourceOutcome =>
+          err instanceof DeadlineExceeded
+            ? { kind: 'deny', status: 503, reason: `${label}: no answer within the deadline` }
+            : { kind: 'deny', status: 503, reason: `${label}: the ServiceAccount token file could not be read` },
+      );
     },
   };
 };

@@ -20,6 +20,8 @@ export class Metrics {
   readonly lastReloadTimestamp: Gauge;
   /** Checks whose rate limits the store could not answer, by the failure mode applied (allow, deny). */
   readonly ratelimitStoreFailures: Counter<'mode'>;
+  /** Reads the number of Checks in flight at scrape time (the gRPC server counts them; no per-Check gauge work). */
+  private inflightSource: () => number = () => 0;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -37,10 +39,14 @@ export class Metrics {
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2],
       registers,
     });
+    const inflightSource = () => this.inflightSource();
     this.inflight = new Gauge({
       name: 'egress_authz_checks_in_flight',
       help: 'Checks being evaluated now',
       registers,
+      collect() {
+        this.set(inflightSource());
+      },
     });
     this.evaluatorDuration = new Histogram({
       name: 'egress_authz_evaluator_duration_seconds',
@@ -134,6 +140,11 @@ export class Metrics {
   });
 
   /** One answered Check: the checks counter and the duration histogram. */
+  /** Where egress_authz_checks_in_flight is read from at scrape time. */
+  countInflightWith(source: () => number): void {
+    this.inflightSource = source;
+  }
+
   recordCheck(policy: string, decision: string, status: number, seconds: number): void {
     const s = this.checkSeries(`${policy}\0${decision}\0${status}`);
     s.count.inc();

@@ -69,7 +69,7 @@ export function compileAuthorization(node: YNode, sc: SectionContext): Stage | u
         let current: CelProgram | undefined;
         try {
           if (rule.when.length && !evalAll(rule.when, ctx.activation)) {
-            ctx.addTrace({ evaluator: 'authorization', name: rule.name, result: 'skipped (when)', durationMs: 0 });
+            if (ctx.trace) ctx.addTrace({ evaluator: 'authorization', name: rule.name, result: 'skipped (when)', durationMs: 0 });
             continue;
           }
           for (const p of rule.predicates) {
@@ -94,14 +94,16 @@ export function compileAuthorization(node: YNode, sc: SectionContext): Stage | u
             evaluationError: true,
           });
         }
-        ctx.addTrace({
-          evaluator: 'authorization',
-          name: rule.name,
-          result: failed ? 'denied' : 'allowed',
-          durationMs: ctx.trace ? performance.now() - t0 : 0,
-          expression: failed?.source,
-          pos: failed?.pos,
-        });
+        if (ctx.trace) {
+          ctx.addTrace({
+            evaluator: 'authorization',
+            name: rule.name,
+            result: failed ? 'denied' : 'allowed',
+            durationMs: performance.now() - t0,
+            expression: failed?.source,
+            pos: failed?.pos,
+          });
+        }
         if (failed) return deny(policy, 'authorization', 403, `authorization rule "${rule.name}" denied the request`);
         results[rule.name] = true;
       }

@@ -3,6 +3,8 @@ import { setMaxListeners } from 'node:events';
 import type { RequestView } from '../envoy/request-view.js';
 import { toObjectView } from '../envoy/object-view.js';
 import type { PolicySet } from '../policy/policy-set.js';
+import type { CompiledPolicy } from '../policy/policy.js';
+import { type MaybePromise } from './maybe-async.js';
 import type { Activation } from '../cel/compile.js';
 import { CheckContext, type StandIns, type TraceStep } from './context.js';
 import { allow, deny, type Decision } from './decision.js';
@@ -18,6 +20,14 @@ export interface CheckOutcome {
   readonly activation?: Activation;
 }
 
+export interface CheckOptions {
+  /** Record every step (explain). */
+  readonly trace?: boolean;
+  /** Decide with this set instead of the active one (policy tests, explain --policies). */
+  readonly set?: PolicySet;
+  readonly standIns?: StandIns;
+}
+
 export class Authorizer {
   private currentBucket: DeadlineBucket | undefined;
 
@@ -26,21 +36,39 @@ export class Authorizer {
     private readonly currentSet: () => PolicySet | undefined,
   ) {}
 
-  async check(view: RequestView, opts: { trace?: boolean; set?: PolicySet; standIns?: StandIns } = {}): Promise<CheckOutcome> {
+  /** The outcome of one Check, as a promise (explain, the CLI and tests). The server calls `decide`. */
+  async check(view: RequestView, opts: CheckOptions = {}): Promise<CheckOutcome> {
+    return this.decide(view, opts);
+  }
+
+  /**
+   * The outcome of one Check: returned synchronously when every stage answered from cache (the warm path
+   * makes no promise and arms no timer), else a promise that settles by the deadline.
+   */
+  decide(view: RequestView, opts: CheckOptions = {}): MaybePromise<CheckOutcome> {
     const set = opts.set ?? this.currentSet();
     if (!set) {
       return { decision: deny('', 'internal', 503, 'policies are not loaded yet'), secrets: [] };
     }
     const bucket = this.deadlineBucket();
-    const ctx = new CheckContext(view, bucket.deadline, bucket.signal, () => toObjectView(view), opts.trace, opts.standIns);
+    const ctx = new CheckContext(view, bucket.deadline, bucket.signal, toObjectView, opts.trace, opts.standIns);
+    let decided: MaybePromise<Decision>;
     try {
-      const decision = await bucket.race(this.decide(set, ctx));
-      return { decision, secrets: ctx.secrets, trace: ctx.trace, activation: ctx.trace ? ctx.activation : undefined };
+      decided = this.decideWith(set, ctx);
     } catch (err) {
-      // A bug or an unexpected backend error: fail closed, say nothing about the input.
-      this.services.logger.error({ err: { message: (err as Error).message } }, 'check failed unexpectedly');
-      return { decision: deny('', 'internal', 500, 'internal error while deciding'), secrets: ctx.secrets, trace: ctx.trace };
+      return this.failed(ctx, err);
     }
+    if (!(decided instanceof Promise)) return outcomeOf(ctx, decided);
+    return bucket.race(decided).then(
+      (d) => outcomeOf(ctx, d),
+      (err: unknown) => this.failed(ctx, err),
+    );
+  }
+
+  /** A bug or an unexpected backend error: fail closed, say nothing about the input. */
+  private failed(ctx: CheckContext, err: unknown): CheckOutcome {
+    this.services.logger.error({ err: { message: (err as Error).message } }, 'check failed unexpectedly');
+    return { decision: deny('', 'internal', 500, 'internal error while deciding'), secrets: ctx.secrets, trace: ctx.trace };
   }
 
   /** The bucket of Checks starting in this millisecond (they all have the same deadline). */
@@ -55,21 +83,14 @@ export class Authorizer {
     return bucket;
   }
 
-  private async decide(set: PolicySet, ctx: CheckContext): Promise<Decision> {
+  private decideWith(set: PolicySet, ctx: CheckContext): MaybePromise<Decision> {
     const sel = set.select(ctx.view);
-    ctx.addTrace({ evaluator: 'select', name: 'policy selection', result: describeSelection(sel), durationMs: 0 });
+    if (ctx.trace) ctx.addTrace({ evaluator: 'select', name: 'policy selection', result: describeSelection(sel), durationMs: 0 });
     switch (sel.kind) {
       case 'policy':
         return sel.policy.evaluate(ctx);
-      case 'global': {
-        for (const p of sel.policies) {
-          // A policy whose matchConditions do not hold answers "undecided": the next one is asked.
-          const d = await p.evaluate(ctx);
-          if (d.kind === 'deny' && d.undecided) continue;
-          return d;
-        }
-        return deny('', 'default', 403, 'no policy made a decision for this request');
-      }
+      case 'global':
+        return askGlobals(sel.policies, 0, ctx);
       case 'unknown-context':
         return deny(
           '',
@@ -84,6 +105,24 @@ export class Authorizer {
         return deny('', 'default', 403, `no policy governs host "${ctx.view.host}"`);
     }
   }
+}
+
+function outcomeOf(ctx: CheckContext, decision: Decision): CheckOutcome {
+  return { decision, secrets: ctx.secrets, trace: ctx.trace, activation: ctx.trace ? ctx.activation : undefined };
+}
+
+/**
+ * Global (Kyverno) policies in order: a policy whose matchConditions do not hold answers "undecided" and the
+ * next one is asked; with none left, the request is denied.
+ */
+function askGlobals(policies: readonly CompiledPolicy[], from: number, ctx: CheckContext): MaybePromise<Decision> {
+  for (let i = from; i < policies.length; i++) {
+    const d = policies[i]!.evaluate(ctx);
+    if (d instanceof Promise) return d.then((x) => (x.kind === 'deny' && x.undecided ? askGlobals(policies, i + 1, ctx) : x));
+    if (d.kind === 'deny' && d.undecided) continue;
+    return d;
+  }
+  return deny('', 'default', 403, 'no policy made a decision for this request');
 }
 
 function describeSelection(sel: ReturnType<PolicySet['select']>): string {

@@ -2,6 +2,7 @@
 import type { RequestView } from '../envoy/request-view.js';
 import { CelAuth, CelPeer, CelRequest } from '../cel/environment.js';
 import type { Activation } from '../cel/compile.js';
+import { hashKey } from '../cache/cache.js';
 import type { Decision, Evaluator } from './decision.js';
 import type { SourcePos } from '../policy/diagnostics.js';
 
@@ -45,7 +46,7 @@ export class CheckContext {
     readonly view: RequestView,
     readonly deadline: number,
     readonly signal: AbortSignal,
-    objectView: (() => unknown) | undefined,
+    objectView: ((view: RequestView) => unknown) | undefined,
     trace = false,
     readonly standIns?: StandIns,
   ) {
@@ -80,11 +81,26 @@ export class CheckContext {
       let cached: unknown;
       Object.defineProperty(activation, 'object', {
         enumerable: true,
-        get: () => (cached ??= objectView()),
+        get: () => (cached ??= objectView(view)),
       });
     }
     this.activation = activation;
     this.trace = trace ? [] : undefined;
+  }
+
+  private hashedSecret: string | undefined;
+  private hashedSecretHash = '';
+
+  /**
+   * SHA-256 of a secret (the workload's token) for cache keys, computed once per Check: the identity cache
+   * and Vault's login cache key the same ~1 KB token, and hashing it is most of a cache lookup's cost.
+   */
+  secretHash(secret: string): string {
+    if (secret !== this.hashedSecret) {
+      this.hashedSecret = secret;
+      this.hashedSecretHash = hashKey(secret);
+    }
+    return this.hashedSecretHash;
   }
 
   remainingMs(now = Date.now()): number {

@@ -106,7 +106,7 @@ function compileSuccess(node: YNode, sc: SectionContext): SuccessResponse {
   return {
     // Injected credentials must replace what the workload sent: overwrite is the default.
     headers: readHeaders(node.get('headers'), 'response.success.headers', sc, 'overwrite'),
-    removeHeaders: (node.get('removeHeaders')?.stringList() ?? []).map((h) => h.toLowerCase()),
+    removeHeaders: [...new Set((node.get('removeHeaders')?.stringList() ?? []).map((h) => h.toLowerCase()))],
     responseHeaders: readHeaders(node.get('responseHeaders'), 'response.success.responseHeaders', sc, 'append'),
     querySet,
     queryRemove: qp?.get('remove')?.stringList() ?? [],
@@ -165,13 +165,27 @@ function toMutations(list: readonly CompiledHeader[], ctx: CheckContext, secret:
  * token came in `Authorization`, or the token came in a custom header), they are removed so that the
  * workload's token never reaches the upstream.
  */
-function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckContext): string[] {
+function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckContext): readonly string[] {
   const credential = ctx.credential;
-  if (!credential || injected.length === 0) return [];
-  const replaced = new Set(injected.filter((h) => h.action === 'overwrite' || h.action === 'overwriteIfExists').map((h) => h.key));
-  return Object.entries(ctx.view.headers)
-    .filter(([key, value]) => !key.startsWith(':') && !replaced.has(key) && carries(key, value, credential))
-    .map(([key]) => key);
+  if (!credential || injected.length === 0) return NONE;
+  const headers = ctx.view.headers;
+  let found: string[] | undefined;
+  for (const key in headers) {
+    if (key.charCodeAt(0) === COLON || !carries(key, headers[key]!, credential)) continue;
+    if (injected.some((h) => h.key === key && (h.action === 'overwrite' || h.action === 'overwriteIfExists'))) continue;
+    (found ??= []).push(key);
+  }
+  return found ?? NONE;
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+const COLON = 0x3a;
+
+/** `a` followed by `b`, sharing `a` when there is nothing to add (decisions are never mutated). */
+export function concat<T>(a: readonly T[], b: readonly T[]): T[] {
+  if (b.length === 0) return a as T[];
+  if (a.length === 0) return b as T[];
+  return [...a, ...b];
 }
 
 /** The header holds exactly the credential: bare, after a scheme (`Bearer <token>`), or as a cookie value. */
@@ -189,18 +203,23 @@ function carries(key: string, value: string, credential: string): boolean {
 /** Applies `response.success` to an allow. Throws on CEL errors (the caller applies failurePolicy). */
 export function applySuccess(base: AllowDecision, s: SuccessResponse | undefined, ctx: CheckContext): AllowDecision {
   if (!s) return base;
-  const md: Record<string, unknown> = { ...(base.dynamicMetadata ?? {}) };
-  for (const d of s.dynamicMetadata) md[d.key] = d.value.evaluate(ctx.activation);
+  let dynamicMetadata = base.dynamicMetadata;
+  if (s.dynamicMetadata.length) {
+    const md: Record<string, unknown> = { ...(base.dynamicMetadata ?? {}) };
+    for (const d of s.dynamicMetadata) md[d.key] = d.value.evaluate(ctx.activation);
+    dynamicMetadata = md;
+  }
   const injected = toMutations(s.headers, ctx, true);
-  const removed = [...s.removeHeaders, ...credentialCarriers(injected, ctx)];
+  const carriers = credentialCarriers(injected, ctx);
+  const removed = carriers.length === 0 ? s.removeHeaders : [...new Set([...s.removeHeaders, ...carriers])];
   return {
     ...base,
-    headers: [...base.headers, ...injected],
-    headersToRemove: [...base.headersToRemove, ...new Set(removed)],
-    responseHeadersToAdd: [...base.responseHeadersToAdd, ...toMutations(s.responseHeaders, ctx, false)],
-    queryParamsToSet: [...base.queryParamsToSet, ...s.querySet.map((q) => ({ key: q.key, value: evalString(q.value, ctx) }))],
-    queryParamsToRemove: [...base.queryParamsToRemove, ...s.queryRemove],
-    dynamicMetadata: Object.keys(md).length ? md : base.dynamicMetadata,
+    headers: concat(base.headers, injected),
+    headersToRemove: concat(base.headersToRemove, removed),
+    responseHeadersToAdd: concat(base.responseHeadersToAdd, toMutations(s.responseHeaders, ctx, false)),
+    queryParamsToSet: concat(base.queryParamsToSet, s.querySet.map((q) => ({ key: q.key, value: evalString(q.value, ctx) }))),
+    queryParamsToRemove: concat(base.queryParamsToRemove, s.queryRemove),
+    dynamicMetadata,
   };
 }
 

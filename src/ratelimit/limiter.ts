@@ -3,6 +3,7 @@
 // call by the Check's deadline and reports store outages once per outage, not once per request.
 import type { Logger } from 'pino';
 import type { Services } from '../pipeline/services.js';
+import type { MaybePromise } from '../pipeline/maybe-async.js';
 import { MemoryRateLimitStore } from './memory-store.js';
 import { RedisRateLimitStore, type RedisStoreState } from './redis-store.js';
 import {
@@ -38,22 +39,33 @@ export class RateLimiter {
     private readonly services: Pick<Services, 'logger' | 'metrics'>,
   ) {}
 
-  /** One atomic store call, answered before `deadline` (epoch ms): a store too slow for it counts as unavailable. */
-  async hit(request: Omit<HitRequest, 'nowMs'>, deadline: number): Promise<HitOutcome> {
+  /**
+   * One atomic store call, answered before `deadline` (epoch ms): a store too slow for it counts as
+   * unavailable. An in-process store answers synchronously; Redis with a promise.
+   */
+  hit(request: Omit<HitRequest, 'nowMs'>, deadline: number): MaybePromise<HitOutcome> {
     const budgetMs = deadline - Date.now() - DEADLINE_MARGIN_MS;
     if (budgetMs <= 0) return { kind: 'unavailable', reason: 'timeout', detail: 'no time left before the Check deadline' };
     const full: HitRequest = { ...request, nowMs: this.now() };
-    try {
-      const result =
-        this.store.kind === 'memory'
-          ? await this.store.hit(full)
-          : await this.services.metrics.timeBackend('redis', () => withinBudget(this.store.hit(full), budgetMs));
-      return { kind: 'answered', result };
-    } catch (error) {
-      if (!(error instanceof RateLimitStoreUnavailableError)) throw error;
-      if (error.reason === 'error') this.logStoreError(error.message);
-      return { kind: 'unavailable', reason: error.reason, detail: error.message };
+    const store = this.store;
+    if (store.hitNow) {
+      try {
+        return { kind: 'answered', result: store.hitNow(full) };
+      } catch (error) {
+        return this.unavailable(error);
+      }
     }
+    return this.services.metrics.timeBackend('redis', () => withinBudget(store.hit(full), budgetMs)).then(
+      (result): HitOutcome => ({ kind: 'answered', result }),
+      (error: unknown) => this.unavailable(error),
+    );
+  }
+
+  /** A store failure → the limits' failure modes; anything else is a bug and propagates. */
+  private unavailable(error: unknown): HitOutcome {
+    if (!(error instanceof RateLimitStoreUnavailableError)) throw error;
+    if (error.reason === 'error') this.logStoreError(error.message);
+    return { kind: 'unavailable', reason: error.reason, detail: error.message };
   }
 
   /** Counts a Check the store could not answer, by the failure mode that decided it. */

@@ -84,7 +84,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
     return Promise.resolve();
   }
 
-  private hitNow(request: HitRequest): HitResult {
+  hitNow(request: HitRequest): HitResult {
     if (this.closed) throw new RateLimitStoreUnavailableError('closed', 'memory store closed');
     const cost = validateHitRequest(request);
     const nowMs = request.nowMs ?? this.now();

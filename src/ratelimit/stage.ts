@@ -12,7 +12,8 @@ import { evalAll, type FailurePolicy } from '../pipeline/section.js';
 import type { Metrics } from '../observability/metrics.js';
 import { counterKey } from './counter-key.js';
 import { rateLimitHeaders, ceilSeconds, type RateLimitItem } from './headers.js';
-import type { RateLimiter } from './limiter.js';
+import type { HitOutcome, RateLimiter } from './limiter.js';
+import { andThen, type MaybePromise } from '../pipeline/maybe-async.js';
 import { foldHitResult, planHit, type HitPlan, type PlannedRate } from './plan.js';
 import { formatWindow } from './store.js';
 
@@ -56,7 +57,7 @@ export function createRateLimitStage(options: RateLimitStageOptions): Stage {
   return {
     evaluator: 'ratelimit',
     name: 'rate limits',
-    async run(ctx: CheckContext): Promise<Decision | undefined> {
+    run(ctx: CheckContext): MaybePromise<Decision | undefined> {
       // 1. Which limits apply, what each costs, and which budget each spends from.
       const rates: PlannedRate[] = [];
       const modes = new Map<string, FailureMode>();
@@ -82,40 +83,48 @@ export function createRateLimitStage(options: RateLimitStageOptions): Stage {
         return failed(ctx, 'rate limits', messageOf(error));
       }
 
-      // 2. One store call for all of them.
+      // 2. One store call for all of them (synchronous with the memory store).
       const t0 = performance.now();
-      const outcome = await limiter.hit({ counters: plan.counters, cost: plan.cost }, ctx.deadline);
-      const durationMs = performance.now() - t0;
-      const trace = (result: string): void => ctx.addTrace({ evaluator: 'ratelimit', name: 'rate limits', result, durationMs });
-
-      if (outcome.kind === 'unavailable') {
-        trace(`store unavailable (${outcome.reason})`);
-        return storeUnavailable(policy, outcome.reason, modes, limiter);
-      }
-
-      // 3. Allowed with the budget left, or 429 naming what is exhausted.
-      const { states, deciding } = foldHitResult(plan, outcome.result);
-      const items: RateLimitItem[] = rates.map((rate, index) => ({
-        name: rate.name,
-        limit: rate.limit,
-        windowMs: rate.windowMs,
-        remaining: states[index]!.remaining,
-        resetMs: states[index]!.resetMs,
-      }));
-      if (outcome.result.allowed) {
-        trace(`allowed: ${describe(items)}`);
-        const decision = allow(policy, 'ratelimit', `within rate limits (${describe(items)})`);
-        return { ...decision, responseHeadersToAdd: rateLimitHeaders(items, { action: 'append' }) };
-      }
-      trace(`denied by "${rates[deciding]!.name}": ${describe(items)}`);
-      const over = rates.filter((_, index) => states[index]!.exceeded);
-      const retryAfterMs = states[deciding]!.resetMs;
-      const limitNames = quoteList([...new Set(over.map((rate) => rate.limitName))]);
-      const exhausted = over.map((rate) => `${rate.limit} per ${formatWindow(rate.windowMs)}`).join(', ');
-      const reason = `rate limit ${limitNames} exceeded (${exhausted}); retry in ${ceilSeconds(retryAfterMs)} s`;
-      return deny(policy, 'ratelimit', 429, reason, { headers: rateLimitHeaders(items, { retryAfterMs, action: 'overwrite' }) });
+      const outcome = limiter.hit({ counters: plan.counters, cost: plan.cost }, ctx.deadline);
+      return andThen(outcome, (o) => decide(ctx, rates, modes, plan, o, performance.now() - t0));
     },
   };
+
+  /** 3. Allowed with the budget left, 429 naming what is exhausted, or the failure modes when the store is out. */
+  function decide(
+    ctx: CheckContext,
+    rates: readonly PlannedRate[],
+    modes: ReadonlyMap<string, FailureMode>,
+    plan: HitPlan,
+    outcome: HitOutcome,
+    durationMs: number,
+  ): Decision {
+    const trace = (result: string): void => ctx.addTrace({ evaluator: 'ratelimit', name: 'rate limits', result, durationMs });
+    if (outcome.kind === 'unavailable') {
+      if (ctx.trace) trace(`store unavailable (${outcome.reason})`);
+      return storeUnavailable(policy, outcome.reason, modes, limiter);
+    }
+    const { states, deciding } = foldHitResult(plan, outcome.result);
+    const items: RateLimitItem[] = rates.map((rate, index) => ({
+      name: rate.name,
+      limit: rate.limit,
+      windowMs: rate.windowMs,
+      remaining: states[index]!.remaining,
+      resetMs: states[index]!.resetMs,
+    }));
+    if (outcome.result.allowed) {
+      if (ctx.trace) trace(`allowed: ${describe(items)}`);
+      const decision = allow(policy, 'ratelimit', 'within rate limits');
+      return { ...decision, responseHeadersToAdd: rateLimitHeaders(items, { action: 'append' }) };
+    }
+    if (ctx.trace) trace(`denied by "${rates[deciding]!.name}": ${describe(items)}`);
+    const over = rates.filter((_, index) => states[index]!.exceeded);
+    const retryAfterMs = states[deciding]!.resetMs;
+    const limitNames = quoteList([...new Set(over.map((rate) => rate.limitName))]);
+    const exhausted = over.map((rate) => `${rate.limit} per ${formatWindow(rate.windowMs)}`).join(', ');
+    const reason = `rate limit ${limitNames} exceeded (${exhausted}); retry in ${ceilSeconds(retryAfterMs)} s`;
+    return deny(policy, 'ratelimit', 429, reason, { headers: rateLimitHeaders(items, { retryAfterMs, action: 'overwrite' }) });
+  }
 }
 
 /** The store could not answer: 503 when any applicable limit fails closed, else through uncounted. */
@@ -156,7 +165,7 @@ export function evaluationFailed(
 
 function planLimit(scope: string, limit: CompiledLimit, ctx: CheckContext): PlannedRate[] {
   if (limit.when.length > 0 && !evalAll(limit.when, ctx.activation)) {
-    ctx.addTrace({ evaluator: 'ratelimit', name: `rate limit "${limit.name}"`, result: 'skipped (when)', durationMs: 0 });
+    if (ctx.trace) ctx.addTrace({ evaluator: 'ratelimit', name: `rate limit "${limit.name}"`, result: 'skipped (when)', durationMs: 0 });
     return [];
   }
   const cost = costOf(limit, ctx);

@@ -95,6 +95,8 @@ export interface RateLimitStore {
   readonly kind: RateLimitStoreKind;
   /** Test all counters and, only if all have room, spend `cost` on each — one atomic step. */
   hit(request: HitRequest): Promise<HitResult>;
+  /** The same, answered synchronously (in-process stores): lets a warm Check be decided without a promise. */
+  hitNow?(request: HitRequest): HitResult;
   /** Token-budget accounting: per-counter costs, optional reservation (`ifRoom`) and release — one atomic step. */
   debit(request: DebitRequest): Promise<DebitResult>;
   close(): Promise<void>;

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import { SERVE_DEFAULTS, type ServeConfig } from '../config.js';
 import { Metrics } from '../observability/metrics.js';
 import { logDecision, type DecisionLogOptions } from '../observability/decision-log.js';
-import { Authorizer } from '../pipeline/authorizer.js';
+import { Authorizer, type CheckOutcome } from '../pipeline/authorizer.js';
+import { andThen } from '../pipeline/maybe-async.js';
 import { extProcService } from '../extproc/service.js';
 import { Services } from '../pipeline/services.js';
 import { formatDiagnostic, type Diagnostic } from '../policy/diagnostics.js';
@@ -137,20 +138,16 @@ export async function startApp(
   const extProc = extProcService(services);
   const grpc: GrpcServerHandle = await startGrpcServer(
     config.listen,
-    async (view) => {
+    (view) => {
       const t0 = performance.now();
-      metrics.inflight.inc();
-      try {
-        const outcome = await authorizer.check(view);
+      const finish = (outcome: CheckOutcome): CheckOutcome => {
         const d = outcome.decision;
         const ms = performance.now() - t0;
-        const status = d.kind === 'allow' ? 200 : d.status;
-        metrics.recordCheck(d.policy || '(none)', d.kind, status, ms / 1000);
+        metrics.recordCheck(d.policy || '(none)', d.kind, d.kind === 'allow' ? 200 : d.status, ms / 1000);
         logDecision(logger, decisionLog, view, outcome, ms);
         return outcome;
-      } finally {
-        metrics.inflight.dec();
-      }
+      };
+      return andThen(authorizer.decide(view), finish);
     },
     (reason) => {
       metrics.checks.inc({ policy: '(none)', decision: 'invalid', status: '400' });
@@ -158,6 +155,8 @@ export async function startApp(
     },
     [extProc],
   );
+
+  metrics.countInflightWith(() => grpc.inflight());
 
   const reload = (trigger: ReloadTrigger = 'api'): ReloadResult => {
     const r = loadPolicyDirectory(config.policies, services);

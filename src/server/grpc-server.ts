@@ -12,8 +12,10 @@ import { InvalidCheckRequest, toRequestView } from '../envoy/request.js';
 import { toCheckResponse } from '../envoy/response.js';
 import type { CheckOutcome } from '../pipeline/authorizer.js';
 import type { RequestView } from '../envoy/request-view.js';
+import type { MaybePromise } from '../pipeline/maybe-async.js';
 
-export type CheckHandler = (view: RequestView) => Promise<CheckOutcome>;
+/** Answers a Check now (every cache warm) or later; throws or rejects only on a bug (→ INTERNAL). */
+export type CheckHandler = (view: RequestView) => MaybePromise<CheckOutcome>;
 
 export const SERVING = 1;
 export const NOT_SERVING = 2;
@@ -132,16 +134,24 @@ export async function startGrpcServer(
         return;
       }
       started++;
-      handler(view).then(
-        (outcome) => {
-          answered++;
-          callback(null, toCheckResponse(outcome.decision));
-        },
-        () => {
-          answered++;
-          callback({ code: grpc.status.INTERNAL, details: 'internal error' });
-        },
-      );
+      const answer = (outcome: CheckOutcome) => {
+        answered++;
+        callback(null, toCheckResponse(outcome.decision));
+      };
+      const fail = () => {
+        answered++;
+        callback({ code: grpc.status.INTERNAL, details: 'internal error' });
+      };
+      let outcome: MaybePromise<CheckOutcome>;
+      try {
+        outcome = handler(view);
+      } catch {
+        fail();
+        return;
+      }
+      // A warm Check is answered in this tick; one waiting on a backend when its promise settles.
+      if (outcome instanceof Promise) outcome.then(answer, fail);
+      else answer(outcome);
     },
   });
   server.addService(healthService, {

@@ -120,14 +120,16 @@ export function compileKyverno(doc: PolicyDocument, sc: SectionContext): { parts
         try {
           if (rule.match && rule.match.evaluate(ctx.activation) !== true) continue;
           const r = rule.response.evaluate(ctx.activation);
-          ctx.addTrace({
-            evaluator: 'kyverno',
-            name: rule.what,
-            result: r instanceof EnvoyCheckResponse ? (r.http instanceof EnvoyOkHttpResponse ? 'allowed' : 'denied') : 'no decision',
-            durationMs: ctx.trace ? performance.now() - t0 : 0,
-            expression: rule.response.source,
-            pos: rule.response.pos,
-          });
+          if (ctx.trace) {
+            ctx.addTrace({
+              evaluator: 'kyverno',
+              name: rule.what,
+              result: r instanceof EnvoyCheckResponse ? (r.http instanceof EnvoyOkHttpResponse ? 'allowed' : 'denied') : 'no decision',
+              durationMs: performance.now() - t0,
+              expression: rule.response.source,
+              pos: rule.response.pos,
+            });
+          }
           if (r instanceof EnvoyCheckResponse) return toDecision(policy, r);
         } catch (err) {
           ctx.addTrace({ evaluator: 'kyverno', name: rule.what, result: `error: ${celErrorMessage(err)}`, durationMs: 0 });
