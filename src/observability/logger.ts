@@ -24,6 +24,13 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: pino
   );
 }
 
+/** What TurnBatchedStream writes to: pino's SonicBoom destination (stdout) in the server. */
+export interface LineSink {
+  write(data: string): unknown;
+  flush(cb?: (err?: Error) => void): void;
+  flushSync(): void;
+}
+
 /** Lines above this many characters are written at once rather than at the end of the turn. */
 const MAX_BATCH_CHARS = 64 * 1024;
 
@@ -33,11 +40,11 @@ const MAX_BATCH_CHARS = 64 * 1024;
  * cost of a warm Check in the CPU profile (an fs.write and a string conversion each); a quiet server still
  * writes every line within the turn that produced it. Flushes (pino's flush, process exit) empty the batch first.
  */
-class TurnBatchedStream {
+export class TurnBatchedStream {
   private pending = '';
   private scheduled = false;
 
-  constructor(private readonly target: ReturnType<typeof pino.destination>) {
+  constructor(private readonly target: LineSink) {
     process.on('exit', () => {
       if (!this.pending) return;
       this.target.write(this.takePending());

@@ -82,6 +82,19 @@ describe('decision log', () => {
     expect(JSON.stringify(lines)).not.toContain('k-123456');
   });
 
+  it('is a pino line: level, time, the logger bindings (service, worker), msg; one JSON object per line', () => {
+    const { logger, lines } = capture('info');
+    logDecision(logger.child({ worker: 2 }), all, view, allowed, 1);
+    logger.info({ other: true }, 'an ordinary line');
+    logger.flush();
+    expect(lines).toHaveLength(2);
+    expect(Object.keys(lines[0]!).slice(0, 4)).toEqual(['level', 'time', 'service', 'worker']);
+    expect(lines[0]).toMatchObject({ level: 'info', service: 'egress-authz', worker: 2, msg: 'decision' });
+    expect(Number.isNaN(Date.parse(String(lines[0]!.time)))).toBe(false);
+    // Same envelope as any pino line from the same logger.
+    expect(Object.keys(lines[1]!).slice(0, 3)).toEqual(['level', 'time', 'service']);
+  });
+
   it('at debug adds header names and query keys, never their values', () => {
     const { logger, lines } = capture('debug');
     logDecision(logger, all, view, allowed, 1);
