@@ -3,17 +3,18 @@
 // With `serve --workers N` each worker keeps its own registry and the primary sums them (prom-client's
 // AggregatorRegistry); `aggregator` below says how a metric combines across workers where a sum is wrong.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.js';
 
 export class Metrics {
   readonly registry = new Registry();
-  readonly checks: Counter<'policy' | 'decision' | 'status'>;
-  readonly checkDuration: Histogram<'decision'>;
+  readonly checks: HotCounter;
+  readonly checkDuration: HotHistogram;
   readonly inflight: Gauge;
-  readonly evaluatorDuration: Histogram<'evaluator'>;
-  readonly evaluatorErrors: Counter<'evaluator'>;
+  readonly evaluatorDuration: HotHistogram;
+  readonly evaluatorErrors: HotCounter;
   readonly backendCalls: Counter<'backend' | 'outcome'>;
   readonly backendDuration: Histogram<'backend'>;
-  readonly cacheEvents: Counter<'cache' | 'event'>;
+  readonly cacheEvents: HotCounter;
   readonly policyReloads: Counter<'result'>;
   readonly policiesLoaded: Gauge;
   readonly lastReloadSuccessful: Gauge;
@@ -26,19 +27,15 @@ export class Metrics {
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
     if (opts.defaultMetrics) collectDefaultMetrics({ register: this.registry });
-    this.checks = new Counter({
-      name: 'egress_authz_checks_total',
-      help: 'Checks answered, by policy, decision and HTTP status',
-      labelNames: ['policy', 'decision', 'status'],
+    // Updated on every Check: plain-number series (hot-metrics.ts); the rest are prom-client metrics.
+    this.checks = new HotCounter('egress_authz_checks_total', 'Checks answered, by policy, decision and HTTP status', ['policy', 'decision', 'status'], registers);
+    this.checkDuration = new HotHistogram(
+      'egress_authz_check_duration_seconds',
+      'Time to answer one Check',
+      ['decision'],
+      [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2],
       registers,
-    });
-    this.checkDuration = new Histogram({
-      name: 'egress_authz_check_duration_seconds',
-      help: 'Time to answer one Check',
-      labelNames: ['decision'],
-      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2],
-      registers,
-    });
+    );
     const inflightSource = () => this.inflightSource();
     this.inflight = new Gauge({
       name: 'egress_authz_checks_in_flight',
@@ -48,19 +45,14 @@ export class Metrics {
         this.set(inflightSource());
       },
     });
-    this.evaluatorDuration = new Histogram({
-      name: 'egress_authz_evaluator_duration_seconds',
-      help: 'Time spent per evaluator kind',
-      labelNames: ['evaluator'],
-      buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2],
+    this.evaluatorDuration = new HotHistogram(
+      'egress_authz_evaluator_duration_seconds',
+      'Time spent per evaluator kind',
+      ['evaluator'],
+      [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.2],
       registers,
-    });
-    this.evaluatorErrors = new Counter({
-      name: 'egress_authz_evaluator_errors_total',
-      help: 'Evaluator errors (CEL runtime errors, backend failures)',
-      labelNames: ['evaluator'],
-      registers,
-    });
+    );
+    this.evaluatorErrors = new HotCounter('egress_authz_evaluator_errors_total', 'Evaluator errors (CEL runtime errors, backend failures)', ['evaluator'], registers);
     this.backendCalls = new Counter({
       name: 'egress_authz_backend_calls_total',
       help: 'Calls to backends (tokenreview, jwks, vault, http, redis) by outcome',
@@ -74,12 +66,7 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1],
       registers,
     });
-    this.cacheEvents = new Counter({
-      name: 'egress_authz_cache_events_total',
-      help: 'Cache hits, misses and coalesced waits by cache',
-      labelNames: ['cache', 'event'],
-      registers,
-    });
+    this.cacheEvents = new HotCounter('egress_authz_cache_events_total', 'Cache hits, misses and coalesced waits by cache', ['cache', 'event'], registers);
     this.policyReloads = new Counter({
       name: 'egress_authz_policy_reloads_total',
       help: 'Policy loads and reloads by result (ok, failed)',
@@ -124,27 +111,23 @@ export class Metrics {
     if (ok && documents !== undefined) this.policiesLoaded.set(documents);
   }
 
-  // prom-client hashes a label object on every call (a few µs per Check across our metrics). Our label sets
-  // are few and bounded, so each series is bound once and reused on the hot path.
+  // Our label sets are few and bounded: each hot series is looked up once per label set and then kept.
   private readonly checkSeries = bindOnce((k: string) => {
     const [policy, decision, status] = k.split('\0') as [string, string, string];
     return { count: this.checks.labels(policy, decision, status), duration: this.checkDuration.labels(decision) };
   });
-  private readonly stageSeries = bindOnce((evaluator: string) => ({
-    duration: this.evaluatorDuration.labels(evaluator),
-    errors: this.evaluatorErrors.labels(evaluator),
-  }));
+  private readonly stageSeries = bindOnce((evaluator: string) => this.evaluatorDuration.labels(evaluator));
   private readonly cacheSeries = bindOnce((k: string) => {
     const [cache, event] = k.split('\0') as [string, string];
     return this.cacheEvents.labels(cache, event);
   });
 
-  /** One answered Check: the checks counter and the duration histogram. */
   /** Where egress_authz_checks_in_flight is read from at scrape time. */
   countInflightWith(source: () => number): void {
     this.inflightSource = source;
   }
 
+  /** One answered Check: the checks counter and the duration histogram. */
   recordCheck(policy: string, decision: string, status: number, seconds: number): void {
     const s = this.checkSeries(`${policy}\0${decision}\0${status}`);
     s.count.inc();
@@ -155,11 +138,11 @@ export class Metrics {
   stageObserver(): { stageDone(evaluator: string, seconds: number, failed: boolean): void; failed(evaluator: string): void } {
     return {
       stageDone: (evaluator, seconds, failed) => {
-        const s = this.stageSeries(evaluator);
-        s.duration.observe(seconds);
-        if (failed) s.errors.inc();
+        this.stageSeries(evaluator).observe(seconds);
+        // An error series exists once an error happened (as with prom-client), so it is looked up then.
+        if (failed) this.evaluatorErrors.labels(evaluator).inc();
       },
-      failed: (evaluator) => this.stageSeries(evaluator).errors.inc(),
+      failed: (evaluator) => this.evaluatorErrors.labels(evaluator).inc(),
     };
   }
 
