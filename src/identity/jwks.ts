@@ -47,6 +47,12 @@ export class JwksStore {
   private inflight: Promise<void> | undefined;
   private lastUnknownKidRefresh = -Infinity;
   private timer: NodeJS.Timeout | undefined;
+  private keySetText: string | undefined;
+  /**
+   * Changes whenever the key set (or the issuer) changes: verdicts cached under an older generation are
+   * never read again, so a key the issuer withdrew stops accepting tokens at the next refresh.
+   */
+  generation = 0;
 
   constructor(
     private readonly source: KeySource,
@@ -88,6 +94,11 @@ export class JwksStore {
         this.source.load(AbortSignal.timeout(FETCH_TIMEOUT_MS)),
       );
       if (!jwks || !Array.isArray(jwks.keys)) throw new Error(`${this.source.describe}: not a JWK set`);
+      const text = JSON.stringify([jwks, issuer]);
+      if (text !== this.keySetText) {
+        this.keySetText = text;
+        this.generation++;
+      }
       this.keySet = createLocalJWKSet(jwks);
       if (issuer !== undefined) this.learnedIssuer = issuer;
       this.lastError = undefined;

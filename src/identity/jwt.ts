@@ -5,6 +5,9 @@
 // convenience fields and a TokenReview-shaped `user`, so policies read the same fields either way.
 import fs from 'node:fs';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
+import { hashKey, TtlLruCache, type Loaded } from '../cache/cache.js';
+import type { CheckContext } from '../pipeline/context.js';
+import { andThen } from '../pipeline/maybe-async.js';
 import type { Services } from '../pipeline/services.js';
 import type { YNode } from '../policy/yaml-node.js';
 import { challengeFor } from './credentials.js';
@@ -68,39 +71,85 @@ export const jwtMethod: IdentityMethodFactory = ({ config, credentials, sc }) =>
     unknownKidCooldownMs: JWKS_UNKNOWN_KID_COOLDOWN_MS,
   });
 
+  const verdicts = jwtVerdictCache(services);
+  // Everything a verdict depends on besides the token and the keys: two methods with different settings
+  // never share one.
+  const settings = hashKey('jwt', source.id, configuredIssuer ?? '', audiences.join('\n'), algorithms.join(','), String(skew));
+
   return {
     kind: 'jwt',
     challenge: challengeFor(credentials, 'Bearer'),
-    async authenticate(ctx): Promise<IdentityOutcome> {
+    authenticate(ctx): IdentityOutcome | Promise<IdentityOutcome> {
       const token = credentials.extract(ctx.view);
-      if (!token) return { kind: 'missing' };
+      if (!token) return MISSING;
       // A credential that is not JWT-shaped is not ours to judge (an API key in the same header, say).
-      if (token.split('.').length !== 3) return { kind: 'invalid', reason: 'not a JWT' };
-      try {
-        await store.ensureLoaded(ctx);
-        const issuer = configuredIssuer ?? store.issuer ?? issuerUrl;
-        if (!issuer) return { kind: 'unavailable', reason: `the issuer of ${source.describe} is not known yet` };
-        // Kubernetes mode defaults to the API server's own audience, which is its issuer.
-        const expectedAudiences = audiences.length ? audiences : kubernetes ? [issuer] : undefined;
-        const { payload } = await jwtVerify(token, (header, jws) => store.key(header, jws, ctx), {
-          issuer,
-          audience: expectedAudiences,
-          algorithms,
-          clockTolerance: skew,
-          requiredClaims: ['exp'],
-        });
-        if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + skew) {
-          return { kind: 'invalid', reason: 'token issued in the future' };
-        }
-        const identity = identityOf(payload);
-        return { kind: 'ok', identity, label: labelOf(payload), credential: token, serviceAccountToken: kubernetes };
-      } catch (err) {
-        if (err instanceof KeysUnavailableError) return { kind: 'unavailable', reason: err.message };
-        return { kind: 'invalid', reason: rejectionReason(err) };
-      }
+      if (!isJwtShaped(token)) return NOT_A_JWT;
+      // A verified token is verified again only when its cached verdict ends (TTL, its expiry, a key change).
+      const key = `${settings}\0${store.generation}\0${ctx.secretHash(token)}`;
+      return andThen(
+        verdicts.getOrLoad(key, () => verify(token, ctx)),
+        (v): IdentityOutcome => (v.kind === 'ok' ? { ...v, credential: token, serviceAccountToken: kubernetes } : v),
+      );
     },
   };
+
+  /** Verifies one token (signature, claims); the verdict and how long it may be cached. */
+  async function verify(token: string, ctx: CheckContext): Promise<Loaded<JwtVerdict>> {
+    try {
+      await store.ensureLoaded(ctx);
+      const issuer = configuredIssuer ?? store.issuer ?? issuerUrl;
+      if (!issuer) return { value: { kind: 'unavailable', reason: `the issuer of ${source.describe} is not known yet` }, ttlMs: 0 };
+      // Kubernetes mode defaults to the API server's own audience, which is its issuer.
+      const expectedAudiences = audiences.length ? audiences : kubernetes ? [issuer] : undefined;
+      const { payload } = await jwtVerify(token, (header, jws) => store.key(header, jws, ctx), {
+        issuer,
+        audience: expectedAudiences,
+        algorithms,
+        clockTolerance: skew,
+        requiredClaims: ['exp'],
+      });
+      if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + skew) {
+        return { value: { kind: 'invalid', reason: 'token issued in the future' }, ttlMs: JWT_REJECTION_TTL_MS };
+      }
+      const ttlMs = Math.min(JWT_VERDICT_TTL_MS, (payload.exp as number) * 1000 - Date.now());
+      return { value: { kind: 'ok', identity: identityOf(payload), label: labelOf(payload) }, ttlMs };
+    } catch (err) {
+      // Keys out of reach: not remembered (the next Check tries again).
+      if (err instanceof KeysUnavailableError) return { value: { kind: 'unavailable', reason: err.message }, ttlMs: 0 };
+      return { value: { kind: 'invalid', reason: rejectionReason(err) }, ttlMs: JWT_REJECTION_TTL_MS };
+    }
+  }
 };
+
+/** How long an accepted token is trusted without verifying it again (its own expiry cuts this short). */
+export const JWT_VERDICT_TTL_MS = 60_000;
+/** How long a rejected token stays rejected without verifying it again. */
+const JWT_REJECTION_TTL_MS = 5_000;
+/** Verification is local (no backend call): a miss costs one signature check, so the cache stays small. */
+const JWT_VERDICT_CACHE_ENTRIES = 10_000;
+
+type JwtVerdict =
+  | { readonly kind: 'ok'; readonly identity: Record<string, unknown>; readonly label: string }
+  | { readonly kind: 'invalid'; readonly reason: string }
+  | { readonly kind: 'unavailable'; readonly reason: string };
+
+const MISSING: IdentityOutcome = { kind: 'missing' };
+const NOT_A_JWT: IdentityOutcome = { kind: 'invalid', reason: 'not a JWT' };
+
+/** header.payload.signature: exactly two dots. */
+function isJwtShaped(token: string): boolean {
+  const first = token.indexOf('.');
+  const second = first < 0 ? -1 : token.indexOf('.', first + 1);
+  return second > 0 && token.indexOf('.', second + 1) < 0;
+}
+
+/** The process-wide JWT verdict cache (kept across policy reloads), keyed by method settings, key set and token hash. */
+function jwtVerdictCache(services: Services): TtlLruCache<JwtVerdict> {
+  return services.singleton(
+    'identity:jwt-verdicts',
+    () => new TtlLruCache<JwtVerdict>({ name: 'jwt', maxEntries: JWT_VERDICT_CACHE_ENTRIES, observer: services.metrics.cacheObserver() }),
+  );
+}
 
 function readUrl(node: YNode | undefined, what: string): string | undefined {
   const url = node?.string(what);

@@ -251,12 +251,36 @@ describe('Kubernetes mode', () => {
     expect(reason(r)).toBe('token: token issuer not accepted');
   });
 
+  it('remembers a verified token: the same token again is answered without verifying it', async () => {
+    const token = kube.issueToken({ namespace: 'a', serviceAccount: 'cached' });
+    expect((await s.client.check({ host: 'k8s.example.com', headers: bearer(token) })).httpStatus).toBe(200);
+    const hits = s.metrics.cacheEvents.labels('jwt', 'hit').value;
+    expect((await s.client.check({ host: 'k8s.example.com', headers: bearer(token) })).httpStatus).toBe(200);
+    expect(s.metrics.cacheEvents.labels('jwt', 'hit').value).toBe(hits + 1);
+  });
+
   it('picks up rotated keys with one refresh, still without TokenReview', async () => {
     kube.rotateKeys();
     const fresh = kube.issueToken({ namespace: 'a', serviceAccount: 'b' });
     expect((await s.client.check({ host: 'k8s.example.com', headers: bearer(fresh) })).httpStatus).toBe(200);
     expect(kube.calls.jwks).toBe(1);
     expect(kube.calls.tokenReviews).toBe(0);
+  });
+
+  // Last in this block: the unknown-kid refresh it causes starts the refresh cooldown.
+  it('stops accepting a remembered token once its key is withdrawn and the keys are refreshed', async () => {
+    const token = kube.issueToken({ namespace: 'a', serviceAccount: 'withdrawn' });
+    expect((await s.client.check({ host: 'k8s.example.com', headers: bearer(token) })).httpStatus).toBe(200);
+    kube.rotateKeys();
+    kube.dropOldKeys();
+    // The scheduled refresh, run now: the key set changed, so verdicts made with the old keys are not reused.
+    const store = s.app.services.singleton<{ refresh(): Promise<void> }>('identity:jwks:kubernetes', () => {
+      throw new Error('the Kubernetes key store should exist');
+    });
+    await store.refresh();
+    const r = await s.client.check({ host: 'k8s.example.com', headers: bearer(token) });
+    expect(r.httpStatus).toBe(401);
+    expect(reason(r)).toBe('token: token signed by an unknown key');
   });
 });
 
