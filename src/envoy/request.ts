@@ -12,7 +12,8 @@ export const REQUEST_LIMITS = {
   maxHeaderBytes: 256 * 1024,
 } as const;
 
-const EMPTY: Readonly<Record<string, string>> = Object.freeze({});
+/** The shared empty map (no prototype: a CEL lookup of `constructor` or `toString` finds nothing). */
+const EMPTY: Readonly<Record<string, string>> = Object.freeze(Object.create(null) as Record<string, string>);
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 
 const EMPTY_PEER: PeerView = Object.freeze({
@@ -32,7 +33,7 @@ function peerView(p: ProtoPeer | null | undefined): PeerView {
     port: sock?.portValue ?? 0,
     principal: p.principal ?? '',
     service: p.service ?? '',
-    labels: Object.freeze({ ...(p.labels ?? {}) }),
+    labels: frozenCopy(p.labels),
     certificate: p.certificate ?? '',
   });
 }
@@ -85,9 +86,16 @@ function splitAuthority(authority: string): { host: string; port: number } {
   return { host: a, port };
 }
 
-function parseQuery(q: string): Record<string, string> {
+/** A frozen copy of a string map; the shared empty map when there is nothing to copy (most requests). */
+function frozenCopy(m: Readonly<Record<string, string>> | null | undefined): Readonly<Record<string, string>> {
+  if (!m) return EMPTY;
+  for (const _ in m) return Object.freeze({ ...m });
+  return EMPTY;
+}
+
+function parseQuery(q: string): Readonly<Record<string, string>> {
+  if (!q) return EMPTY;
   const out: Record<string, string> = Object.create(null);
-  if (!q) return out;
   for (const part of q.split('&')) {
     if (!part) continue;
     const eq = part.indexOf('=');
@@ -96,7 +104,7 @@ function parseQuery(q: string): Record<string, string> {
     const k = safeDecode(rawK);
     if (!(k in out)) out[k] = safeDecode(rawV);
   }
-  return out;
+  return Object.freeze(out);
 }
 
 function safeDecode(s: string): string {
@@ -107,12 +115,14 @@ function safeDecode(s: string): string {
   }
 }
 
-function metadataView(m: ProtoMetadata | null | undefined): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
+const EMPTY_METADATA: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null) as Record<string, unknown>);
+
+function metadataView(m: ProtoMetadata | null | undefined): Readonly<Record<string, unknown>> {
   const fm = m?.filterMetadata;
-  if (!fm) return out;
+  if (!fm) return EMPTY_METADATA;
+  const out: Record<string, unknown> = {};
   for (const ns of Object.keys(fm)) out[ns] = structToJs(fm[ns]);
-  return out;
+  return Object.keys(out).length ? Object.freeze(out) : EMPTY_METADATA;
 }
 
 export function toRequestView(req: ProtoCheckRequest, now: () => Date = () => new Date()): RequestView {
@@ -144,16 +154,16 @@ export function toRequestView(req: ProtoCheckRequest, now: () => Date = () => ne
     hostPort: port,
     path,
     rawPath,
-    query: Object.freeze(parseQuery(queryString)),
+    query: parseQuery(queryString),
     headers: Object.freeze(headers),
     protocol: http.protocol ?? '',
     body,
     size: toNumber(http.size),
     source: peerView(attrs.source),
     destination: peerView(attrs.destination),
-    contextExtensions: Object.freeze({ ...(attrs.contextExtensions ?? {}) }),
-    metadataContext: Object.freeze(metadataView(attrs.metadataContext)),
-    routeMetadataContext: Object.freeze(metadataView(attrs.routeMetadataContext)),
+    contextExtensions: frozenCopy(attrs.contextExtensions),
+    metadataContext: metadataView(attrs.metadataContext),
+    routeMetadataContext: metadataView(attrs.routeMetadataContext),
     tlsSni: attrs.tlsSession?.sni ?? '',
   });
 }
