@@ -1,6 +1,7 @@
 // Memory with many cached identities: RSS of egress-authz after N distinct workload identities (each a new
 // ServiceAccount token, so a TokenReview and a cache entry each), and whether the cache still holds the
 // oldest ones. `npm run bench -- memory [--identities 100000]`
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -45,7 +46,7 @@ async function sendIdentities(
   count: number,
   prefix: string,
   keep: { first: string[]; last: string[] },
-  onProgress: (sent: number) => void,
+  onProgress: (sent: number) => Promise<void>,
 ): Promise<number> {
   let refused = 0;
   for (let sent = 0; sent < count; sent += BATCH) {
@@ -55,9 +56,17 @@ async function sendIdentities(
     if (keep.first.length < 1_000) keep.first.push(...tokens.slice(0, 1_000 - keep.first.length));
     keep.last = [...keep.last, ...tokens].slice(-1_000);
     refused += await checkAll(client, tokens);
-    onProgress(sent + n);
+    await onProgress(sent + n);
   }
   return refused;
+}
+
+/**
+ * Lets the per-review timeouts (AbortSignal.timeout, 2 s) of finished TokenReviews expire: until then they
+ * hold their signal and timer, which are not part of what a cached identity costs.
+ */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 2_500));
 }
 
 /** A `gc()` even without --expose-gc (the flag can be set at run time; the function comes from a fresh context). */
@@ -69,7 +78,8 @@ function gcFunction(): () => void {
 /**
  * Heap bytes per cached identity, measured in this process with the server's own code (Services, the
  * policy, the TokenReview cache) against the fakes: heap after a full GC, before and after `count` distinct
- * identities. Tokens are created before the baseline, so they are not counted.
+ * identities. Tokens are created before the baseline, so they are not counted; neither is the compiled code of
+ * the new-identity path (warmed up with other identities first).
  */
 async function bytesPerCachedIdentity(backends: RemoteBackends, dir: string, count: number): Promise<{ perIdentity: number; refused: number }> {
   const gc = gcFunction();
@@ -84,22 +94,33 @@ async function bytesPerCachedIdentity(backends: RemoteBackends, dir: string, cou
     await services.warm();
     const authorizer = new Authorizer(services, () => loaded.set);
     const viewOf = (token: string) => toRequestView(deserializeCheckRequest(serializeCheckRequest(buildCheckRequest(workloadRequestFor(token)))));
-    const [warm] = await backends.tokens(['per-identity-warm'], 'ES256');
-    await authorizer.check(viewOf(warm!));
-    const names = Array.from({ length: count }, (_, i) => `per-identity-${i}`);
-    const tokens: string[] = [];
-    for (let i = 0; i < names.length; i += BATCH) tokens.push(...(await backends.tokens(names.slice(i, i + BATCH), 'ES256')));
+    const tokensFor = async (prefix: string, n: number): Promise<string[]> => {
+      const names = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+      const tokens: string[] = [];
+      for (let i = 0; i < names.length; i += BATCH) tokens.push(...(await backends.tokens(names.slice(i, i + BATCH), 'ES256')));
+      return tokens;
+    };
+    let refused = 0;
+    const checkEach = async (tokens: readonly string[]) => {
+      let next = 0;
+      const lane = async () => {
+        while (next < tokens.length) {
+          const outcome = await authorizer.check(viewOf(tokens[next++]!));
+          if (outcome.decision.kind !== 'allow') refused++;
+        }
+      };
+      await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+    };
+    // Warm-up with distinct identities, so the code on the new-identity path is compiled before the baseline
+    // (its machine code would otherwise be counted as cache).
+    await checkEach(await tokensFor('per-identity-warm', 1_000));
+    refused = 0;
+    const tokens = await tokensFor('per-identity', count);
+    await settle();
     gc();
     const before = process.memoryUsage().heapUsed;
-    let next = 0;
-    let refused = 0;
-    const lane = async () => {
-      while (next < tokens.length) {
-        const outcome = await authorizer.check(viewOf(tokens[next++]!));
-        if (outcome.decision.kind !== 'allow') refused++;
-      }
-    };
-    await Promise.all(Array.from({ length: IN_FLIGHT }, lane));
+    await checkEach(tokens);
+    await settle();
     gc();
     return { perIdentity: (process.memoryUsage().heapUsed - before) / count, refused };
   } finally {
@@ -109,6 +130,32 @@ async function bytesPerCachedIdentity(backends: RemoteBackends, dir: string, cou
 
 function mib(bytes: number): string {
   return `${(bytes / MiB).toFixed(0)} MiB`;
+}
+
+/** The server's own V8 heap figures (its /metrics): how much of the RSS is JavaScript heap (used includes garbage not yet collected). */
+async function heapOf(server: ServerProcess): Promise<string> {
+  try {
+    const text = await (await fetch(`${server.adminUrl}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const used = value('nodejs_heap_size_used_bytes');
+    const total = value('nodejs_heap_size_total_bytes');
+    const external = value('nodejs_external_memory_bytes');
+    if (!Number.isFinite(used)) return '';
+    return ` (V8 heap ${mib(used)} used of ${mib(total)}, external ${mib(external)})`;
+  } catch {
+    return '';
+  }
+}
+
+/** Established TCP connections of `pid` to the port of `url`: how many sockets its client keeps open. */
+function connectionsTo(pid: number, url: string): number | undefined {
+  try {
+    const port = new URL(url).port;
+    const out = execFileSync('ss', ['-tnpH', 'state', 'established', 'dport', `= :${port}`], { encoding: 'utf8' });
+    return out.split('\n').filter((l) => l.includes(`pid=${pid},`)).length;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function runMemoryBenchmark(identities: number, nodeFlags: readonly string[] = []): Promise<string> {
@@ -148,14 +195,16 @@ export async function runMemoryBenchmark(identities: number, nodeFlags: readonly
     }
     await checkAll(client, Array.from({ length: 5_000 }, () => warm!));
     const baseline = server.rssBytes();
-    report(`- Baseline after warm-up (1 identity): RSS ${mib(baseline)}.`);
+    report(`- Baseline after warm-up (1 identity): RSS ${mib(baseline)}${await heapOf(server)}.`);
     const keep = { first: [] as string[], last: [] as string[] };
     const checkpoints = new Set([10_000, 50_000, identities]);
     const started = Date.now();
-    const refused = await sendIdentities(backends, client, identities, 'memory', keep, (sent) => {
-      if (checkpoints.has(sent)) {
-        report(`- After ${sent.toLocaleString('en-US')} distinct identities: RSS ${mib(server!.rssBytes())}, peak ${mib(server!.peakRssBytes())} (${((Date.now() - started) / 1000).toFixed(0)} s).`);
-      }
+    const refused = await sendIdentities(backends, client, identities, 'memory', keep, async (sent) => {
+      if (!checkpoints.has(sent)) return;
+      report(
+        `- After ${sent.toLocaleString('en-US')} distinct identities: RSS ${mib(server!.rssBytes())}, peak ${mib(server!.peakRssBytes())}` +
+          `${await heapOf(server!)} (${((Date.now() - started) / 1000).toFixed(0)} s).`,
+      );
     });
     if (refused) report(`- ${refused} of those Checks were not allowed (expected 0).`);
     const calls0 = await backends.calls();
@@ -167,10 +216,11 @@ export async function runMemoryBenchmark(identities: number, nodeFlags: readonly
       `- Still cached? Re-checking the last 1,000 identities made ${calls1.tokenReviews - calls0.tokenReviews} TokenReviews, ` +
         `the first 1,000 made ${calls2.tokenReviews - calls1.tokenReviews} (each TokenReview is an entry the bounded cache had evicted).`,
     );
-    report(`- Final RSS ${mib(server.rssBytes())}, peak ${mib(server.peakRssBytes())}.`);
+    report(`- Final RSS ${mib(server.rssBytes())}, peak ${mib(server.peakRssBytes())}${await heapOf(server)}.`);
+    report(`- Connections to the kube-apiserver held open: ${connectionsTo(server.pid, backends.kubeApiUrl) ?? '?'}.`);
     client.close();
     // The cache's share, measured in-process after full GCs (RSS above also holds garbage V8 has not returned).
-    const sample = 5_000;
+    const sample = 10_000;
     const { perIdentity, refused: sampleRefused } = await bytesPerCachedIdentity(backends, dir, sample);
     report(
       `- Heap per cached identity (in-process, ${sample.toLocaleString('en-US')} identities, after full GCs): ${(perIdentity / 1024).toFixed(2)} KiB` +

@@ -20,6 +20,68 @@ export function convenienceFields(username: string | undefined): { username: str
   return { username: username ?? '', namespace: sa?.namespace ?? '', serviceAccount: sa?.serviceAccount ?? '' };
 }
 
+/**
+ * Canonical instances of values that repeat across cached identities (group lists, audiences, namespaces,
+ * node names, service-account names), so that 100,000 cached identities hold one copy of each instead of
+ * 100,000. Bounded: when full it starts over; values already handed out stay valid, only their sharing with
+ * later identities is lost.
+ */
+export class InternPool<T> {
+  private readonly known = new Map<string, T>();
+
+  constructor(private readonly maxEntries: number) {}
+
+  /** The instance first interned under `key`, else `value` (which becomes it). */
+  intern(key: string, value: T): T {
+    return this.known.get(key) ?? this.add(key, value);
+  }
+
+  get(key: string): T | undefined {
+    return this.known.get(key);
+  }
+
+  add(key: string, value: T): T {
+    if (this.known.size >= this.maxEntries) this.known.clear();
+    this.known.set(key, value);
+    return value;
+  }
+
+  get size(): number {
+    return this.known.size;
+  }
+}
+
+const STRINGS = new InternPool<string>(16_384);
+const STRING_LISTS = new InternPool<readonly string[]>(4_096);
+
+/** The shared instance of a string equal to `s`. */
+export function internString(s: string): string {
+  return STRINGS.intern(s, s);
+}
+
+/** The shared, frozen instance of a list of strings equal to `list` (`list` itself, frozen, the first time). */
+export function internStringList(list: readonly string[]): readonly string[] {
+  if (list.length === 0) return EMPTY_LIST;
+  // JSON keeps lists apart that a plain join would confuse (["a,b"] and ["a", "b"]).
+  const key = JSON.stringify(list);
+  return STRING_LISTS.get(key) ?? STRING_LISTS.add(key, Object.freeze(list));
+}
+
+const EMPTY_LIST: readonly string[] = Object.freeze([]);
+
+/**
+ * The convenience fields with shared strings: `namespace` and `serviceAccount` repeat across the tokens of a
+ * workload (and the namespace across workloads); `username` is the one the identity already holds.
+ */
+export function internedConvenienceFields(username: string | undefined): { username: string; namespace: string; serviceAccount: string } {
+  const sa = serviceAccountOf(username);
+  return {
+    username: username ?? '',
+    namespace: sa ? internString(sa.namespace) : '',
+    serviceAccount: sa ? internString(sa.serviceAccount) : '',
+  };
+}
+
 /** Freezes a plain JSON-like value in place: identities are cached and shared between concurrent Checks. */
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {

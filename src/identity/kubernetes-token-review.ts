@@ -5,14 +5,15 @@
 // Verdicts are cached in the shared cache under the SHA-256 of the token (and audiences): a success until the
 // token expires or the TTL passes, whichever is first; a rejection briefly; a backend failure not at all.
 // Concurrent Checks with one new token make one TokenReview. The API server being down or slow answers 503.
-import { hashKey, TtlLruCache, type Loaded } from '../cache/cache.js';
+import { TtlLruCache, type Loaded } from '../cache/cache.js';
 import type { Services } from '../pipeline/services.js';
 import { warnBackendThrottled } from './backend-log.js';
 import { challengeFor } from './credentials.js';
-import { waitWithinDeadline } from './deadline.js';
-import { convenienceFields, deepFreeze, unverifiedExpiry } from './identity-object.js';
+import { waitWithinDeadline, type Waited } from './deadline.js';
+import { unverifiedExpiry } from './identity-object.js';
 import { kubeApiFor, type KubeApi, type TokenReviewStatus } from './kube-client.js';
-import type { IdentityMethodFactory } from './method.js';
+import { tokenReviewIdentity } from './kube-identity.js';
+import type { IdentityMethodFactory, IdentityOutcome } from './method.js';
 
 /** How long a success is trusted when the token itself allows longer (the apiserver's own webhook default). */
 export const TOKEN_REVIEW_DEFAULT_TTL_MS = 120_000;
@@ -20,7 +21,11 @@ export const TOKEN_REVIEW_DEFAULT_TTL_MS = 120_000;
 export const TOKEN_REVIEW_NEGATIVE_TTL_MS = 5_000;
 /** A TokenReview keeps running this long after the Checks waiting for it gave up, to fill the cache. */
 const BACKEND_TIMEOUT_MS = 2_000;
-const CACHE_MAX_ENTRIES = 10_000;
+/**
+ * Verdicts kept at most: 100,000 distinct workload tokens (issue 9's target). A cached identity holds about
+ * 1 KiB of live heap (bench/memory.ts; kube-identity.ts shares what repeats), so a full cache ~100 MiB.
+ */
+const CACHE_MAX_ENTRIES = 100_000;
 
 type Verdict =
   | { readonly kind: 'ok'; readonly identity: Readonly<Record<string, unknown>>; readonly label: string }
@@ -75,23 +80,28 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
   return {
     kind: 'kubernetesTokenReview',
     challenge: challengeFor(credentials, 'Bearer'),
-    async authenticate(ctx) {
+    authenticate(ctx) {
       const token = credentials.extract(ctx.view);
-      if (!token) return { kind: 'missing' };
-      const waited = await waitWithinDeadline(
-        cache.getOrLoad(hashKey('tokenreview', audienceKey, token), () => review(token)),
-        ctx,
-      );
-      if (!waited.done) {
-        const why = kube.current() ? 'TokenReview did not answer within the deadline' : 'the Kubernetes client is not ready';
-        return { kind: 'unavailable', reason: why };
-      }
-      const verdict = waited.value;
-      if (verdict.kind !== 'ok') return verdict;
-      return { kind: 'ok', identity: verdict.identity as Record<string, unknown>, label: verdict.label, credential: token, serviceAccountToken: true };
+      if (!token) return MISSING;
+      // Keyed by the token's hash (computed once per Check, shared with Vault's login key) and the audiences.
+      const key = `${audienceKey}\0${ctx.secretHash(token)}`;
+      const waited = waitWithinDeadline(cache.getOrLoad(key, () => review(token)), ctx);
+      return waited instanceof Promise ? waited.then((w) => outcomeOf(w, token)) : outcomeOf(waited, token);
     },
   };
+
+  function outcomeOf(waited: Waited<Verdict>, token: string): IdentityOutcome {
+    if (!waited.done) {
+      const why = kube.current() ? 'TokenReview did not answer within the deadline' : 'the Kubernetes client is not ready';
+      return { kind: 'unavailable', reason: why };
+    }
+    const verdict = waited.value;
+    if (verdict.kind !== 'ok') return verdict;
+    return { kind: 'ok', identity: verdict.identity as Record<string, unknown>, label: verdict.label, credential: token, serviceAccountToken: true };
+  }
 };
+
+const MISSING: IdentityOutcome = { kind: 'missing' };
 
 /** How long an accepted token's verdict is cached: the TTL, cut short by the token's own expiry. */
 export function successTtlMs(ttlMs: number, expSeconds: number | undefined, now = Date.now()): number {
@@ -100,10 +110,8 @@ export function successTtlMs(ttlMs: number, expSeconds: number | undefined, now 
 
 /** The TokenReview status as the identity, plus convenience fields; frozen because it is cached and shared. */
 function identityOf(status: TokenReviewStatus): Readonly<Record<string, unknown>> {
-  const identity: Record<string, unknown> = { authenticated: true, user: status.user ?? {} };
-  if (status.audiences !== undefined) identity['audiences'] = status.audiences;
-  Object.assign(identity, convenienceFields(status.user?.username));
-  return deepFreeze(identity);
+  // Compact: shared group lists, audiences, namespaces, node names; see kube-identity.ts.
+  return tokenReviewIdentity(status);
 }
 
 /**

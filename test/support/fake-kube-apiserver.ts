@@ -8,6 +8,8 @@ import type { JsonWebKey, KeyObject } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { generate } from 'selfsigned';
 import { generateTestCa } from './tls.js';
 
 export type ServiceAccountTokenAlg = 'RS256' | 'ES256';
@@ -47,6 +49,23 @@ export interface FakeKubeApiserverOptions {
   discoveryRequiresAuth?: boolean;
   /** Clock skew tolerated on exp/nbf/iat, like go-jose's DefaultLeeway. Default 60. */
   clockLeewaySeconds?: number;
+  /**
+   * Also authenticate callers by TLS client certificate (the apiserver's x509 authenticator: the subject CN is
+   * the user name), signed by a client CA of the fake's own (see issueClientCertificate). Default false.
+   */
+  clientCertificates?: boolean;
+}
+
+export interface FakeClientCertificate {
+  certPem: string;
+  keyPem: string;
+}
+
+export interface FakeConnectionStats {
+  /** TCP connections accepted since start (or since resetConnectionStats). */
+  opened: number;
+  /** TCP connections open now. */
+  open: number;
 }
 
 export interface FakeKubeApiserverCalls {
@@ -84,6 +103,14 @@ export interface FakeKubeApiserver {
   setLatencyMs(ms: number): void;
   setFailure(failure: FakeKubeFailure): void;
   resetCounters(): void;
+  /** Connections accepted and open: how many sockets a client's pool keeps. */
+  connectionStats(): FakeConnectionStats;
+  resetConnectionStats(): void;
+  /**
+   * A client certificate with subject CN `commonName`, signed by the client CA (needs `clientCertificates`).
+   * The reviewer's user name (system:serviceaccount:egress-authz:egress-authz) may create TokenReviews.
+   */
+  issueClientCertificate(commonName: string): Promise<FakeClientCertificate>;
   /** Close the listener and every open socket: connections are refused until start(). */
   stop(): Promise<void>;
   /** Listen again on the same port. */
@@ -95,6 +122,7 @@ export interface FakeKubeApiserver {
 const DEFAULT_ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const REVIEWER_NAMESPACE = 'egress-authz';
 const REVIEWER_SERVICE_ACCOUNT = 'egress-authz';
+const REVIEWER_USERNAME = `system:serviceaccount:${REVIEWER_NAMESPACE}:${REVIEWER_SERVICE_ACCOUNT}`;
 const DEFAULT_NODE = { name: 'kind-worker', uid: '52c81fbd-d2e9-4c7a-b45f-89df2615076b' };
 const DISCOVERY_MAX_AGE_SECONDS = 3600;
 const MAX_BODY_BYTES = 1024 * 1024;
@@ -204,6 +232,7 @@ export async function startFakeKubeApiserver(options: FakeKubeApiserverOptions =
   const apiAudiences = options.apiAudiences ?? [issuer];
   const leeway = options.clockLeewaySeconds ?? 60;
   const tls = await generateTestCa();
+  const clientCa = options.clientCertificates === true ? await generateClientCa() : undefined;
 
   let keys: SigningKey[] = [newSigningKey('RS256'), newSigningKey('ES256')];
   const current: Record<ServiceAccountTokenAlg, SigningKey> = {
@@ -367,6 +396,15 @@ export async function startFakeKubeApiserver(options: FakeKubeApiserverOptions =
       { group: 'authentication.k8s.io', kind: 'tokenreviews' },
     );
 
+  /** The user a verified client certificate names (its subject CN), when client certificates are enabled. */
+  function clientCertificateUserOf(req: IncomingMessage): string | undefined {
+    if (clientCa === undefined) return undefined;
+    const socket = req.socket as TLSSocket;
+    if (!socket.authorized) return undefined;
+    const cn = socket.getPeerCertificate().subject?.CN;
+    return typeof cn === 'string' && cn !== '' ? cn : undefined;
+  }
+
   function bearerOf(req: IncomingMessage): string | undefined {
     const header = req.headers.authorization;
     const match = header === undefined ? null : /^Bearer\s+(\S+)$/i.exec(header);
@@ -393,8 +431,11 @@ export async function startFakeKubeApiserver(options: FakeKubeApiserverOptions =
   }
 
   async function handleTokenReview(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const caller = bearerOf(req);
-    if (caller === undefined) return sendStatus(res, unauthorized());
+    const certificateUser = clientCertificateUserOf(req);
+    const caller = certificateUser === REVIEWER_USERNAME ? reviewerToken : bearerOf(req);
+    if (caller === undefined) {
+      return sendStatus(res, certificateUser === undefined ? unauthorized() : forbiddenTokenReview(certificateUser));
+    }
     if (caller !== reviewerToken) {
       // Another valid service account is authenticated but lacks system:auth-delegator.
       const other = review({ token: caller });
@@ -495,13 +536,16 @@ export async function startFakeKubeApiserver(options: FakeKubeApiserverOptions =
   }
 
   const sockets = new Set<Socket>();
-  const server: Server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
+  let connectionsOpened = 0;
+  const clientAuth = clientCa === undefined ? {} : { requestCert: true, rejectUnauthorized: false, ca: clientCa.caPem };
+  const server: Server = createServer({ cert: tls.certPem, key: tls.keyPem, ...clientAuth }, (req, res) => {
     route(req, res).catch(() => {
       if (!res.headersSent) sendStatus(res, statusBody(500, 'InternalError', 'Internal error occurred'));
       else res.destroy();
     });
   });
   server.on('connection', (socket: Socket) => {
+    connectionsOpened += 1;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -566,6 +610,14 @@ export async function startFakeKubeApiserver(options: FakeKubeApiserverOptions =
       calls.jwks = 0;
       calls.discovery = 0;
     },
+    connectionStats: () => ({ opened: connectionsOpened, open: sockets.size }),
+    resetConnectionStats: () => {
+      connectionsOpened = 0;
+    },
+    issueClientCertificate: async (commonName) => {
+      if (clientCa === undefined) throw new Error('start the fake with clientCertificates: true');
+      return issueClientCertificate(clientCa, commonName);
+    },
     stop,
     start: async () => {
       if (listening) return;
@@ -574,4 +626,43 @@ export async function startFakeKubeApiserver(options: FakeKubeApiserverOptions =
     },
     close: stop,
   };
+}
+
+interface ClientCa {
+  caPem: string;
+  caKeyPem: string;
+}
+
+const TEN_MINUTES_MS = 10 * 60 * 1000;
+const ONE_DAY_MS = 24 * 60 * 60 * 1000;
+
+/** A CA for client certificates only (the apiserver's --client-ca-file). */
+async function generateClientCa(): Promise<ClientCa> {
+  const ca = await generate([{ name: 'commonName', value: 'fake kube-apiserver client CA' }], {
+    keyType: 'ec',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(Date.now() - TEN_MINUTES_MS),
+    notAfterDate: new Date(Date.now() + ONE_DAY_MS),
+    extensions: [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+    ],
+  });
+  return { caPem: ca.cert, caKeyPem: ca.private };
+}
+
+async function issueClientCertificate(ca: ClientCa, commonName: string): Promise<FakeClientCertificate> {
+  const leaf = await generate([{ name: 'commonName', value: commonName }], {
+    keyType: 'ec',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(Date.now() - TEN_MINUTES_MS),
+    notAfterDate: new Date(Date.now() + ONE_DAY_MS),
+    ca: { key: ca.caKeyPem, cert: ca.caPem },
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, critical: true },
+      { name: 'extKeyUsage', clientAuth: true },
+    ],
+  });
+  return { certPem: leaf.cert, keyPem: leaf.private };
 }
