@@ -27,17 +27,29 @@ const BACKEND_TIMEOUT_MS = 2_000;
  */
 const CACHE_MAX_ENTRIES = 100_000;
 
-type Verdict =
-  | { readonly kind: 'ok'; readonly identity: Readonly<Record<string, unknown>>; readonly label: string }
-  | { readonly kind: 'invalid'; readonly reason: string }
-  | { readonly kind: 'unavailable'; readonly reason: string };
+/** A token TokenReview did not accept, or could not be asked about. */
+class Rejection {
+  constructor(
+    readonly kind: 'invalid' | 'unavailable',
+    readonly reason: string,
+  ) {}
+}
 
-/** The process-wide TokenReview verdict cache (kept across policy reloads). */
-export function tokenReviewCache(services: Services): TtlLruCache<Verdict> {
-  return services.singleton(
-    'identity:tokenreview-cache',
-    () => new TtlLruCache<Verdict>({ name: 'tokenreview', maxEntries: CACHE_MAX_ENTRIES, observer: services.metrics.cacheObserver() }),
-  );
+/** An accepted token's identity itself (nothing wrapped around it: 100,000 of them may be cached), or why not. */
+type Verdict = Readonly<Record<string, unknown>> | Rejection;
+
+/**
+ * The process-wide TokenReview verdict caches (kept across policy reloads): one per audience set, keyed by the
+ * token's hash alone, so a cached entry's key is one 43-character string. Policies use few audience sets.
+ */
+export function tokenReviewCache(services: Services, audienceKey: string): TtlLruCache<Verdict> {
+  const caches = services.singleton('identity:tokenreview-caches', () => new Map<string, TtlLruCache<Verdict>>());
+  let cache = caches.get(audienceKey);
+  if (!cache) {
+    cache = new TtlLruCache<Verdict>({ name: 'tokenreview', maxEntries: CACHE_MAX_ENTRIES, observer: services.metrics.cacheObserver() });
+    caches.set(audienceKey, cache);
+  }
+  return cache;
 }
 
 export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, credentials, cacheTtlMs, sc }) => {
@@ -45,16 +57,15 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
   const audiences = config.get('audiences')?.stringList('audiences: a list of audiences') ?? [];
   const services = sc.services;
   const kube = kubeApiFor(services);
-  const cache = tokenReviewCache(services);
   const ttlMs = cacheTtlMs ?? TOKEN_REVIEW_DEFAULT_TTL_MS;
-  const audienceKey = audiences.join('\n');
+  const cache = tokenReviewCache(services, audiences.join('\n'));
 
   async function review(token: string): Promise<Loaded<Verdict>> {
     let api: KubeApi;
     try {
       api = await kube.ready();
     } catch (err) {
-      return { value: { kind: 'unavailable', reason: (err as Error).message }, ttlMs: 0 };
+      return { value: new Rejection('unavailable', (err as Error).message), ttlMs: 0 };
     }
     try {
       const status = await services.metrics.timeBackend(
@@ -63,17 +74,13 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
         (s) => (s.authenticated ? 'authenticated' : 'rejected'),
       );
       if (!status.authenticated) {
-        return { value: { kind: 'invalid', reason: rejectionReason(status) }, ttlMs: Math.min(TOKEN_REVIEW_NEGATIVE_TTL_MS, ttlMs) };
+        return { value: new Rejection('invalid', rejectionReason(status)), ttlMs: Math.min(TOKEN_REVIEW_NEGATIVE_TTL_MS, ttlMs) };
       }
-      const identity = identityOf(status);
-      return {
-        value: { kind: 'ok', identity, label: String(identity['username'] || 'kubernetes user') },
-        ttlMs: successTtlMs(ttlMs, unverifiedExpiry(token)),
-      };
+      return { value: identityOf(status), ttlMs: successTtlMs(ttlMs, unverifiedExpiry(token)) };
     } catch (err) {
       const reason = (err as Error).message;
       warnBackendThrottled(services.logger, 'tokenreview', `TokenReview failed: ${reason}`);
-      return { value: { kind: 'unavailable', reason }, ttlMs: 0 };
+      return { value: new Rejection('unavailable', reason), ttlMs: 0 };
     }
   }
 
@@ -83,9 +90,8 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
     authenticate(ctx) {
       const token = credentials.extract(ctx.view);
       if (!token) return MISSING;
-      // Keyed by the token's hash (computed once per Check, shared with Vault's login key) and the audiences.
-      const key = `${audienceKey}\0${ctx.secretHash(token)}`;
-      const waited = waitWithinDeadline(cache.getOrLoad(key, () => review(token)), ctx);
+      // Keyed by the token's hash (computed once per Check, shared with Vault's login key).
+      const waited = waitWithinDeadline(cache.getOrLoad(ctx.secretHash(token), () => review(token)), ctx);
       return waited instanceof Promise ? waited.then((w) => outcomeOf(w, token)) : outcomeOf(waited, token);
     },
   };
@@ -96,8 +102,9 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
       return { kind: 'unavailable', reason: why };
     }
     const verdict = waited.value;
-    if (verdict.kind !== 'ok') return verdict;
-    return { kind: 'ok', identity: verdict.identity as Record<string, unknown>, label: verdict.label, credential: token, serviceAccountToken: true };
+    if (verdict instanceof Rejection) return { kind: verdict.kind, reason: verdict.reason };
+    const label = String(verdict['username'] || 'kubernetes user');
+    return { kind: 'ok', identity: verdict as Record<string, unknown>, label, credential: token, serviceAccountToken: true };
   }
 };
 
