@@ -104,13 +104,15 @@ export function strategicMerge(base: unknown, patch: unknown): unknown {
     return out;
   }
   if (Array.isArray(base) && Array.isArray(patch) && patch.every((item) => isRecord(item) && typeof item.name === 'string')) {
+    // Named items the base lacks come first, in patch order (as `kubectl kustomize` orders them); the rest merge in place.
     const out = [...base];
+    const added: unknown[] = [];
     for (const item of patch as Record<string, unknown>[]) {
       const index = out.findIndex((existing) => isRecord(existing) && existing.name === item.name);
-      if (index === -1) out.push(item);
+      if (index === -1) added.push(item);
       else out[index] = strategicMerge(out[index], item);
     }
-    return out;
+    return [...added, ...out];
   }
   return patch;
 }
