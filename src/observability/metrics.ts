@@ -117,6 +117,7 @@ export class Metrics {
     return { count: this.checks.labels(policy, decision, status), duration: this.checkDuration.labels(decision) };
   });
   private readonly stageSeries = bindOnce((evaluator: string) => this.evaluatorDuration.labels(evaluator));
+  private readonly cacheHits = bindOnce((cache: string) => this.cacheEvents.labels(cache, 'hit'));
   private readonly cacheSeries = bindOnce((k: string) => {
     const [cache, event] = k.split('\0') as [string, string];
     return this.cacheEvents.labels(cache, event);
@@ -149,7 +150,8 @@ export class Metrics {
   /** A cache observer that feeds cacheEvents. */
   cacheObserver() {
     return {
-      onHit: (cache: string) => this.cacheSeries(`${cache}\0hit`).inc(),
+      // Hits happen on every warm Check: their series is found by the cache's name alone.
+      onHit: (cache: string) => this.cacheHits(cache).inc(),
       onMiss: (cache: string) => this.cacheSeries(`${cache}\0miss`).inc(),
       onCoalesced: (cache: string) => this.cacheSeries(`${cache}\0coalesced`).inc(),
     };

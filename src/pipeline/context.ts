@@ -58,13 +58,13 @@ export class CheckContext {
       v.method,
       v.scheme,
       v.host,
-      BigInt(v.hostPort),
+      smallBigInt(v.hostPort),
       v.rawPath,
       v.path,
       v.query,
       v.headers,
       v.body,
-      BigInt(v.size),
+      smallBigInt(v.size),
       v.protocol,
     );
     const activation: Activation = {
@@ -137,7 +137,14 @@ function standInLabel(identity: unknown): string {
 }
 
 function peer(p: RequestView['source']): CelPeer {
-  return new CelPeer(p.address, BigInt(p.port), p.principal, p.service, p.labels, p.certificate);
+  return new CelPeer(p.address, smallBigInt(p.port), p.principal, p.service, p.labels, p.certificate);
+}
+
+/** Ports (and most sizes) are below 65,536: their BigInts are made once and shared (four per Check otherwise). */
+const SMALL_BIGINTS: bigint[] = [];
+function smallBigInt(n: number): bigint {
+  if (!(n >= 0 && n < 65_536 && Number.isInteger(n))) return BigInt(n);
+  return (SMALL_BIGINTS[n] ??= BigInt(n));
 }
 
 /** One step of a policy's pipeline. `undefined` means "go on to the next stage". */
