@@ -2,8 +2,14 @@
 // token, no cached secret), against fakes that add an artificial latency to every answer, and how it degrades
 // when 1,000 distinct new identities arrive at once. Three processes: the fakes, egress-authz, and this client.
 // `npm run bench -- cold [--latency-ms 5] [--burst 1000]`
+// Each burst is reported with its allowed / 503 counts, the stage that answered each 503 (from the server's
+// decision log), the backend calls it made, the connections egress-authz holds open to each backend
+// afterwards and the CPU each process spent; a retry burst says whether it was fully allowed.
+// EGRESS_BENCH_COLD_CPU_PROF=<dir> runs the servers under --cpu-prof and writes their profiles there.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { buildServers } from './lib/build.js';
 import { bucketPercentile, diffBuckets, readHistogram, type Buckets } from './lib/counters.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
@@ -23,6 +29,8 @@ export interface ColdPathOptions {
 type Timed = RawAnswer;
 
 const CLIENT_DEADLINE_MS = 10_000;
+/** Time between the burst of new identities and its retry: the burst's backend calls finish meanwhile. */
+const SETTLE_MS = 3_000;
 
 function frameFor(token: string): Buffer {
   return RawCheckClient.frame(workloadRequestFor(token));
@@ -38,9 +46,14 @@ function burstOf(client: RawCheckClient, tokens: readonly string[]): Promise<Tim
   return Promise.all(frames.map((f) => client.check(f, CLIENT_DEADLINE_MS)));
 }
 
-function callsDelta(after: BackendCalls, before: BackendCalls): string {
-  const d = (k: keyof BackendCalls) => after[k] - before[k];
-  return `TokenReview ${d('tokenReviews')}, JWKS ${d('jwks')}, Vault login ${d('login')}, Vault read ${d('read')}`;
+function callsDelta(after: BackendCalls, before: BackendCalls): BackendCalls {
+  const out = { ...after };
+  for (const k of Object.keys(after) as (keyof BackendCalls)[]) out[k] = after[k] - before[k];
+  return out;
+}
+
+function formatCalls(d: BackendCalls): string {
+  return `TokenReview ${d.tokenReviews} (identity stage and Vault's own login checks), JWKS ${d.jwks}, Vault login ${d.login}, Vault read ${d.read}`;
 }
 
 function statusCounts(results: readonly Timed[]): string {
@@ -76,6 +89,224 @@ function connectionsTo(pid: number, url: string): number | undefined {
   }
 }
 
+/** CPU seconds (user + system) a process has used, from /proc; 0 once it is gone. */
+function cpuSecondsOf(pid: number): number {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime (fields 14, 15) in USER_HZ ticks of 1/100 s.
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** The pid of this process's child running bench/backends-child.ts (the fakes), if it can be found. */
+function backendsPid(): number | undefined {
+  try {
+    for (const task of fs.readdirSync(`/proc/${process.pid}/task`)) {
+      const children = fs.readFileSync(`/proc/${process.pid}/task/${task}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+      for (const child of children) {
+        if (fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').includes('backends-child')) return Number(child);
+      }
+    }
+  } catch {
+    // not Linux, or the process is gone
+  }
+  return undefined;
+}
+
+interface CpuSample {
+  server: number;
+  backends: number;
+  client: number;
+}
+
+function sampleCpu(server: ServerProcess, fakesPid: number | undefined): CpuSample {
+  const own = process.cpuUsage();
+  return {
+    server: server.cpuSeconds(),
+    backends: fakesPid === undefined ? NaN : cpuSecondsOf(fakesPid),
+    client: (own.user + own.system) / 1e6,
+  };
+}
+
+interface LoggedDecision {
+  decision: string;
+  status: number;
+  evaluator?: string;
+  reason?: string;
+  durationMs: number;
+}
+
+/** Reads the server's decision log (its stdout) incrementally: what each Check of a burst was answered, and why. */
+class DecisionLogReader {
+  private offset = 0;
+  private partial = '';
+
+  constructor(private readonly file: string) {}
+
+  /** The decisions logged since the last call; waits (up to 5 s) until at least `expected` arrived. */
+  async next(expected: number): Promise<LoggedDecision[]> {
+    const out: LoggedDecision[] = [];
+    const giveUp = Date.now() + 5_000;
+    for (;;) {
+      const text = this.readNew();
+      const lines = (this.partial + text).split('\n');
+      this.partial = lines.pop() ?? '';
+      for (const line of lines) {
+        if (!line.startsWith('{')) continue;
+        const entry = JSON.parse(line) as Partial<LoggedDecision> & { msg?: string };
+        if (entry.msg !== 'decision' || entry.decision === undefined) continue;
+        out.push({ decision: entry.decision, status: entry.status ?? 0, evaluator: entry.evaluator, reason: entry.reason, durationMs: entry.durationMs ?? 0 });
+      }
+      if (out.length >= expected || Date.now() > giveUp) return out;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  private readNew(): string {
+    const fd = fs.openSync(this.file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      if (size <= this.offset) return '';
+      const buf = Buffer.alloc(size - this.offset);
+      fs.readSync(fd, buf, 0, buf.length, this.offset);
+      this.offset = size;
+      return buf.toString('utf8');
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
+
+interface BurstResult {
+  readonly size: number;
+  readonly results: readonly Timed[];
+  readonly allowed: number;
+  readonly unavailable: number;
+  /** 503s by who answered them (decision log `evaluator`; `internal` = the Check deadline in the authorizer). */
+  readonly unavailableBy: ReadonlyMap<string, number>;
+  /** Deny reasons (status, evaluator, reason) with their counts, most frequent first. */
+  readonly reasons: readonly [string, number][];
+  /** Slowest server-side duration of a 503 (the deadline is 150 ms: later means a busy event loop). */
+  readonly slowest503Ms: number;
+  readonly serverBuckets: Buckets;
+  /** Backend calls made by the time the last Check was answered. */
+  readonly calls: BackendCalls;
+  /** Backend calls made by the end of the settle period (the calls that outlived their Checks included). */
+  readonly settledCalls: BackendCalls;
+  readonly settleMs: number;
+  /** Connections egress-authz held open right after the last Check was answered. */
+  readonly connections: { kube: number | undefined; vault: number | undefined };
+  /** CPU from the burst's start to the end of the settle period. */
+  readonly cpu: CpuSample;
+}
+
+/** Who answered a 503, in words. */
+function answeredBy(evaluator: string): string {
+  if (evaluator === 'internal') return 'the Check deadline';
+  if (evaluator === 'identity') return 'the identity stage';
+  return evaluator;
+}
+
+/**
+ * Sends `tokens` as one burst, then lets the backend calls the burst started finish for `settleMs` (they
+ * outlive the Checks that gave up, to fill the caches) before taking the call and CPU figures.
+ */
+async function measureBurst(
+  client: RawCheckClient,
+  server: ServerProcess,
+  backends: RemoteBackends,
+  decisions: DecisionLogReader,
+  tokens: readonly string[],
+  settleMs: number,
+): Promise<BurstResult> {
+  await decisions.next(0);
+  const fakesPid = backendsPid();
+  const callsBefore = await backends.calls();
+  const histBefore = await readHistogram(server.adminUrl, CHECK_DURATION);
+  const cpuBefore = sampleCpu(server, fakesPid);
+  const results = await burstOf(client, tokens);
+  const calls = callsDelta(await backends.calls(), callsBefore);
+  const connections = { kube: connectionsTo(server.pid, backends.kubeApiUrl), vault: connectionsTo(server.pid, backends.vaultUrl) };
+  const serverBuckets = diffBuckets(await readHistogram(server.adminUrl, CHECK_DURATION), histBefore);
+  const logged = await decisions.next(tokens.length);
+  if (settleMs > 0) await new Promise((r) => setTimeout(r, settleMs));
+  const cpuAfter = sampleCpu(server, fakesPid);
+  const settledCalls = callsDelta(await backends.calls(), callsBefore);
+  const unavailableBy = new Map<string, number>();
+  const reasons = new Map<string, number>();
+  let slowest503Ms = 0;
+  for (const d of logged) {
+    if (d.decision === 'allow') continue;
+    const by = d.evaluator ?? '?';
+    const key = `${d.status} from ${answeredBy(by)}: ${d.reason ?? ''}`;
+    reasons.set(key, (reasons.get(key) ?? 0) + 1);
+    if (d.status === 503) {
+      unavailableBy.set(by, (unavailableBy.get(by) ?? 0) + 1);
+      slowest503Ms = Math.max(slowest503Ms, d.durationMs);
+    }
+  }
+  return {
+    size: tokens.length,
+    results,
+    allowed: results.filter((r) => r.httpStatus === 200).length,
+    unavailable: results.filter((r) => r.httpStatus === 503).length,
+    unavailableBy,
+    reasons: [...reasons].sort((a, b) => b[1] - a[1]),
+    slowest503Ms,
+    serverBuckets,
+    calls,
+    settledCalls,
+    settleMs,
+    connections,
+    cpu: {
+      server: cpuAfter.server - cpuBefore.server,
+      backends: cpuAfter.backends - cpuBefore.backends,
+      client: cpuAfter.client - cpuBefore.client,
+    },
+  };
+}
+
+const fmtCount = (n: number | undefined): string => (n === undefined ? '?' : String(n));
+const fmtCpu = (s: number): string => (Number.isFinite(s) ? s.toFixed(2) : '?');
+
+function describeBurst(b: BurstResult): string {
+  const by = [...b.unavailableBy].map(([e, n]) => `${n} from ${answeredBy(e)}`).join(', ');
+  const reasons = b.reasons
+    .slice(0, 3)
+    .map(([reason, n]) => `${n}× "${reason}"`)
+    .join('; ');
+  const later = b.settleMs > 0 ? `; ${b.settleMs / 1000} s later (calls that outlived their Checks included): ${formatCalls(b.settledCalls)}` : '';
+  return (
+    `${statusCounts(b.results)}${b.unavailable > 0 ? ` (503s: ${by || 'not in the decision log'}; slowest 503 after ${b.slowest503Ms.toFixed(0)} ms server-side)` : ''}. ` +
+    `Client-side ${latencySummary(b.results)}; ${serverSummary(b.serverBuckets)}. ` +
+    `Backend calls by the last answer: ${formatCalls(b.calls)}${later}. ` +
+    `Connections egress-authz held open after the last answer: ${fmtCount(b.connections.kube)} to the kube-apiserver, ${fmtCount(b.connections.vault)} to Vault. ` +
+    `CPU from the burst's start${b.settleMs > 0 ? ' to the end of the settle period' : ''}: egress-authz ${fmtCpu(b.cpu.server)} s, fakes ${fmtCpu(b.cpu.backends)} s, load client ${fmtCpu(b.cpu.client)} s` +
+    (reasons ? `. Deny reasons: ${reasons}` : '')
+  );
+}
+
+const SUMMARY_HEADER = [
+  '| Burst | Allowed | 503 from the identity stage | 503 at the Check deadline | Other | TokenReview | Vault login | Vault read | Connections to kube-apiserver / Vault after the burst | CPU s: egress-authz / fakes / client |',
+  '|---|---|---|---|---|---|---|---|---|---|',
+];
+
+function summaryRow(label: string, b: BurstResult): string {
+  const identity = b.unavailableBy.get('identity') ?? 0;
+  const deadline = b.unavailableBy.get('internal') ?? 0;
+  const other = b.size - b.allowed - identity - deadline;
+  // "answered + later": calls made while the Checks were answered, and those that finished afterwards.
+  const calls = (k: keyof BackendCalls) =>
+    b.settledCalls[k] === b.calls[k] ? `${b.calls[k]}` : `${b.calls[k]} + ${b.settledCalls[k] - b.calls[k]} later`;
+  return (
+    `| ${label} | ${b.allowed} | ${identity} | ${deadline} | ${other} | ${calls('tokenReviews')} | ${calls('login')} | ${calls('read')} | ` +
+    `${fmtCount(b.connections.kube)} / ${fmtCount(b.connections.vault)} | ${fmtCpu(b.cpu.server)} / ${fmtCpu(b.cpu.backends)} / ${fmtCpu(b.cpu.client)} |`
+  );
+}
+
 let identitySerial = 0;
 function newServiceAccounts(n: number, prefix: string): string[] {
   identitySerial++;
@@ -107,12 +338,19 @@ async function measureIdentityKind(kind: IdentityKind, backends: RemoteBackends,
     'openai-credential-injection.yaml': credentialInjectionPolicy(backends.vaultUrl, kind),
   });
   let server: ServerProcess | undefined;
+  // Outside the policy directory, which the server reads.
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cold-decisions-'));
+  const decisionLogFile = path.join(logDir, 'decisions.log');
+  const profileDir = process.env['EGRESS_BENCH_COLD_CPU_PROF'];
   try {
     server = await spawnServer({
       script: 'bench/egress-authz-entry',
       runner: 'compiled',
       args: ['serve', '--policies', dir, '--watch', 'false', '--kubeconfig', backends.kubeconfigPath],
+      stdoutFile: decisionLogFile,
+      nodeFlags: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(profileDir)}`, `--cpu-prof-name=cold-${kind}.cpuprofile`] : [],
     });
+    const decisions = new DecisionLogReader(decisionLogFile);
     const c = new RawCheckClient(server.grpcAddr);
     // Warm the process (JIT, connections to the fakes) with one identity, without latency.
     await backends.setLatencyMs(0);
@@ -135,52 +373,39 @@ async function measureIdentityKind(kind: IdentityKind, backends: RemoteBackends,
     const after = await backends.calls();
     out.push(
       `- First Check of a new identity, one at a time (${opts.sequential} identities): median ${median(cold.map((r) => r.ms)).toFixed(1)} ms, ` +
-        `max ${Math.max(...cold.map((r) => r.ms)).toFixed(1)} ms; ${statusCounts(cold)}. Backend calls: ${callsDelta(after, before)}.`,
+        `max ${Math.max(...cold.map((r) => r.ms)).toFixed(1)} ms; ${statusCounts(cold)}. Backend calls: ${formatCalls(callsDelta(after, before))}.`,
       `- The same identity's second Check (warm): median ${median(warm.map((r) => r.ms)).toFixed(2)} ms.`,
     );
 
     // One new identity, many Checks at once: coalescing.
     const [oneToken] = await backends.tokens(newServiceAccounts(1, 'coalesce'));
-    const beforeOne = await backends.calls();
-    const histOne = await readHistogram(server.adminUrl, CHECK_DURATION);
-    const same = await burstOf(c, Array.from({ length: opts.burst }, () => oneToken!));
-    const afterOne = await backends.calls();
-    const serverOne = diffBuckets(await readHistogram(server.adminUrl, CHECK_DURATION), histOne);
-    out.push(
-      `- ${opts.burst} Checks of ONE new identity at once: client-side ${latencySummary(same)}; ${serverSummary(serverOne)}; ${statusCounts(same)}. ` +
-        `Backend calls: ${callsDelta(afterOne, beforeOne)}.`,
-    );
+    const one = await measureBurst(c, server, backends, decisions, Array.from({ length: opts.burst }, () => oneToken!), 0);
+    out.push(`- ${opts.burst} Checks of ONE new identity at once: ${describeBurst(one)}.`);
 
-    // Many new identities at once.
+    // Many new identities at once; then the same identities again, once the backend calls started by the
+    // burst have finished (they outlive the Checks that gave up, to fill the caches).
     const burstTokens = await backends.tokens(newServiceAccounts(opts.burst, 'burst'));
-    const beforeBurst = await backends.calls();
-    const histBurst = await readHistogram(server.adminUrl, CHECK_DURATION);
     const rssBefore = server.rssBytes();
-    const burst = await burstOf(c, burstTokens);
-    const afterBurst = await backends.calls();
-    const serverBurst = diffBuckets(await readHistogram(server.adminUrl, CHECK_DURATION), histBurst);
+    const first = await measureBurst(c, server, backends, decisions, burstTokens, SETTLE_MS);
     out.push(
-      `- ${opts.burst} distinct new identities at once: client-side ${latencySummary(burst)}; ${serverSummary(serverBurst)}; ${statusCounts(burst)}. ` +
-        `Backend calls: ${callsDelta(afterBurst, beforeBurst)}. Connections egress-authz holds open afterwards: ` +
-        `${connectionsTo(server.pid, backends.kubeApiUrl) ?? '?'} to the kube-apiserver, ${connectionsTo(server.pid, backends.vaultUrl) ?? '?'} to Vault. ` +
+      `- ${opts.burst} distinct new identities at once: ${describeBurst(first)}. ` +
         `Server RSS ${(rssBefore / 2 ** 20).toFixed(0)} → ${(server.rssBytes() / 2 ** 20).toFixed(0)} MiB.`,
     );
-    // The same identities again, once the backend calls started by the burst have finished (they outlive
-    // the Checks that gave up, to fill the caches).
-    await new Promise((r) => setTimeout(r, 3_000));
-    const beforeAgain = await backends.calls();
-    const histAgain = await readHistogram(server.adminUrl, CHECK_DURATION);
-    const again = await burstOf(c, burstTokens);
-    const serverAgain = diffBuckets(await readHistogram(server.adminUrl, CHECK_DURATION), histAgain);
+    const again = await measureBurst(c, server, backends, decisions, burstTokens, 0);
+    const fully = again.allowed === opts.burst ? 'yes' : `no (${opts.burst - again.allowed} of ${opts.burst} not allowed)`;
+    out.push(`- The same ${opts.burst} identities again at once, ${SETTLE_MS / 1000} s later — fully allowed: ${fully}. ${describeBurst(again)}.`, '');
     out.push(
-      `- The same ${opts.burst} identities again at once, 3 s later: client-side ${latencySummary(again)}; ${serverSummary(serverAgain)}; ${statusCounts(again)}. ` +
-        `Backend calls: ${callsDelta(await backends.calls(), beforeAgain)}.`,
+      ...SUMMARY_HEADER,
+      summaryRow(`${opts.burst} × one new identity`, one),
+      summaryRow(`${opts.burst} distinct new identities`, first),
+      summaryRow(`the same again, ${SETTLE_MS / 1000} s later — fully allowed: ${again.allowed === opts.burst ? 'yes' : 'no'}`, again),
       '',
     );
     c.close();
   } finally {
     await server?.stop();
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(logDir, { recursive: true, force: true });
   }
 }
 
@@ -194,6 +419,11 @@ export async function runColdPathBenchmark(opts: ColdPathOptions): Promise<strin
     '',
     `Every kube-apiserver and Vault answer delayed by ${opts.latencyMs} ms (a Vault login also waits for Vault's own TokenReview). ` +
       `Check deadline: 150 ms (the serve default). Fakes, egress-authz and this client each run in their own process; client-side latencies are measured by a minimal HTTP/2 gRPC client over one connection (bench/lib/raw-check-client.ts), server-side ones are the server's own check-duration histogram (bucket bounds).`,
+    '',
+    `Per burst: allowed and 503 counts, with who answered each 503 (from the server's decision log: "the identity stage" = its backend did not answer in time; ` +
+      `"the Check deadline" = the authorizer answered at 150 ms while a stage was still waiting); backend calls made by the last answer, and "+ N later" made ` +
+      `after it by calls that outlived their Checks (they fill the caches); connections egress-authz held open right after the burst; CPU seconds of each process ` +
+      `from the burst's start (for the burst of distinct identities: to the end of the ${SETTLE_MS / 1000} s settle period before the retry).`,
     '',
   );
   try {

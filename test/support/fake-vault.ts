@@ -47,6 +47,16 @@ export interface FakeVaultCalls {
 
 export type FakeVaultFailure = '500' | '503-sealed' | 'none';
 
+/** TCP connections clients opened to the fake (counted by the server's `connection` listener). */
+export interface FakeVaultConnections {
+  /** Connections accepted since start (or the last resetConnectionCounts). */
+  accepted: number;
+  /** Connections open right now. */
+  open: number;
+  /** Most connections open at once since start (or the last resetConnectionCounts). */
+  peakOpen: number;
+}
+
 export interface FakeVault {
   /** http://127.0.0.1:PORT */
   readonly url: string;
@@ -76,6 +86,10 @@ export interface FakeVault {
   setLatencyMs(ms: number): void;
   setFailure(failure: FakeVaultFailure): void;
   resetCounters(): void;
+  /** Connection counts (a snapshot). */
+  connections(): FakeVaultConnections;
+  /** Restarts `accepted` at 0 and `peakOpen` at the connections open now. */
+  resetConnectionCounts(): void;
   /** Close the listener and every open socket: connections are refused until start(). */
   stop(): Promise<void>;
   /** Listen again on the same port. */
@@ -629,8 +643,13 @@ export async function startFakeVault(options: FakeVaultOptions): Promise<FakeVau
       else send(res, 500, { errors: ['internal error'] });
     });
   });
+  const connectionCounts: FakeVaultConnections = { accepted: 0, open: 0, peakOpen: 0 };
+  /** Sockets not yet destroyed (a destroyed one leaves `sockets` only at its asynchronous 'close'). */
+  const liveSockets = (): number => [...sockets].filter((s) => !s.destroyed).length;
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
+    connectionCounts.accepted += 1;
+    connectionCounts.peakOpen = Math.max(connectionCounts.peakOpen, liveSockets());
     socket.on('close', () => sockets.delete(socket));
   });
   const listen = (port: number): Promise<void> =>
@@ -730,6 +749,11 @@ export async function startFakeVault(options: FakeVaultOptions): Promise<FakeVau
       calls.login = 0;
       calls.read = 0;
       calls.lookupSelf = 0;
+    },
+    connections: () => ({ ...connectionCounts, open: liveSockets() }),
+    resetConnectionCounts: () => {
+      connectionCounts.accepted = 0;
+      connectionCounts.peakOpen = liveSockets();
     },
     stop,
     start: async () => {
