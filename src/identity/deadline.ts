@@ -6,21 +6,25 @@ import type { CheckContext } from '../pipeline/context.js';
 /** Time kept back from the Check deadline to build and send our own answer. */
 const ANSWER_MARGIN_MS = 5;
 
+/** What a wait needs of a Check: its deadline, its signal, and where to leave a load it gave up on. */
+export type WaitingCheck = Pick<CheckContext, 'deadline' | 'signal'> & Partial<Pick<CheckContext, 'gaveUpOn'>>;
+
 export type Waited<T> = { readonly done: true; readonly value: T } | { readonly done: false };
 
 /**
  * The value of `work`, or `{done: false}` when the Check's deadline comes first. Never rejects on timeout.
  * A value that is already there (a cache hit) is returned as is, without a promise.
  */
-export function waitWithinDeadline<T>(work: T | Promise<T>, ctx: Pick<CheckContext, 'deadline' | 'signal'>): Waited<T> | Promise<Waited<T>> {
+export function waitWithinDeadline<T>(work: T | Promise<T>, ctx: WaitingCheck): Waited<T> | Promise<Waited<T>> {
   if (!(work instanceof Promise)) return { done: true, value: work };
   return waitForPromise(work, ctx);
 }
 
-async function waitForPromise<T>(work: Promise<T>, ctx: Pick<CheckContext, 'deadline' | 'signal'>): Promise<Waited<T>> {
+async function waitForPromise<T>(work: Promise<T>, ctx: WaitingCheck): Promise<Waited<T>> {
   const budget = ctx.deadline - ANSWER_MARGIN_MS - Date.now();
   if (budget <= 0 || ctx.signal.aborted) {
     work.catch(() => undefined);
+    ctx.gaveUpOn?.(work);
     return { done: false };
   }
   let timer: NodeJS.Timeout | undefined;
@@ -31,7 +35,9 @@ async function waitForPromise<T>(work: Promise<T>, ctx: Pick<CheckContext, 'dead
     ctx.signal.addEventListener('abort', onAbort, { once: true });
   });
   try {
-    return await Promise.race([work.then((value): Waited<T> => ({ done: true, value })), gaveUp]);
+    const waited = await Promise.race([work.then((value): Waited<T> => ({ done: true, value })), gaveUp]);
+    if (!waited.done) ctx.gaveUpOn?.(work);
+    return waited;
   } finally {
     clearTimeout(timer);
     if (onAbort) ctx.signal.removeEventListener('abort', onAbort);

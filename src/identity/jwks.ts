@@ -3,10 +3,9 @@
 // unknown-kid refreshes are rate-limited (a stream of forged kids must not hammer the issuer) and coalesced
 // (many Checks waiting on one rotation make one fetch). One store per key source, shared by all policies.
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
-import type { CheckContext } from '../pipeline/context.js';
 import type { Services } from '../pipeline/services.js';
 import { warnBackendThrottled } from './backend-log.js';
-import { waitWithinDeadline } from './deadline.js';
+import { waitWithinDeadline, type WaitingCheck } from './deadline.js';
 
 export interface KeySource {
   /** Identifies the source (URL, CA) so that policies naming the same one share a store. */
@@ -110,7 +109,7 @@ export class JwksStore {
   }
 
   /** Waits (within the Check's deadline) for the first key set; throws KeysUnavailableError otherwise. */
-  async ensureLoaded(ctx: Pick<CheckContext, 'deadline' | 'signal'>): Promise<void> {
+  async ensureLoaded(ctx: WaitingCheck): Promise<void> {
     if (this.keySet) return;
     const waited = await waitWithinDeadline(this.refresh(), ctx);
     if (!this.keySet) {
@@ -124,7 +123,7 @@ export class JwksStore {
    * The key for a token's protected header (a jose key-resolver). An unknown kid triggers one refresh unless
    * one happened within the cooldown; a kid still unknown after that is jose's JWKSNoMatchingKey (→ 401).
    */
-  async key(header: JWTHeaderParameters, token: FlattenedJWSInput, ctx: Pick<CheckContext, 'deadline' | 'signal'>) {
+  async key(header: JWTHeaderParameters, token: FlattenedJWSInput, ctx: WaitingCheck) {
     await this.ensureLoaded(ctx);
     try {
       return await this.keySet!(header, token);

@@ -239,10 +239,11 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
     if (!(cached instanceof Promise)) return withSecret(ctx, cached);
     return untilAborted(cached, ctx.signal).then(
       (result) => withSecret(ctx, result),
-      (err: unknown): SourceOutcome =>
-        err instanceof DeadlineExceeded
-          ? { kind: 'deny', status: 503, reason: `${label}: Vault gave no answer within the deadline` }
-          : { kind: 'deny', status: 503, reason: `${label}: Vault call failed` },
+      (err: unknown): SourceOutcome => {
+        if (!(err instanceof DeadlineExceeded)) return { kind: 'deny', status: 503, reason: `${label}: Vault call failed` };
+        ctx.gaveUpOn(cached);
+        return { kind: 'deny', status: 503, reason: `${label}: Vault gave no answer within the deadline` };
+      },
     );
   }
 
@@ -267,10 +268,11 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
       if (!(jwt instanceof Promise)) return withJwt(ctx, jwt, path);
       return untilAborted(jwt, ctx.signal).then(
         (j) => withJwt(ctx, j, path),
-        (err: unknown): SourceOutcome =>
-          err instanceof DeadlineExceeded
-            ? { kind: 'deny', status: 503, reason: `${label}: no answer within the deadline` }
-            : { kind: 'deny', status: 503, reason: `${label}: the ServiceAccount token file could not be read` },
+        (err: unknown): SourceOutcome => {
+          if (!(err instanceof DeadlineExceeded)) return { kind: 'deny', status: 503, reason: `${label}: the ServiceAccount token file could not be read` };
+          ctx.gaveUpOn(jwt);
+          return { kind: 'deny', status: 503, reason: `${label}: no answer within the deadline` };
+        },
       );
     },
   };

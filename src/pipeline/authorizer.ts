@@ -28,8 +28,18 @@ export interface CheckOptions {
   readonly standIns?: StandIns;
 }
 
+/** Background evaluations running at once (each holds one request view and its pipeline state). */
+const MAX_BACKGROUND_RUNS = 1_000;
+/** How many times one request is evaluated again while its backends keep answering late. */
+const MAX_BACKGROUND_ROUNDS = 3;
+
+const noop = (): void => undefined;
+
 export class Authorizer {
   private currentBucket: DeadlineBucket | undefined;
+  private backgroundRuns = 0;
+  /** Abandoned loads a background evaluation already waits for (one run per load). */
+  private readonly continued = new WeakSet<Promise<unknown>>();
 
   constructor(
     private readonly services: Services,
@@ -59,10 +69,51 @@ export class Authorizer {
       return this.failed(ctx, err);
     }
     if (!(decided instanceof Promise)) return outcomeOf(ctx, decided);
+    if (!opts.trace) void decided.then(() => this.finishInBackground(view, set, ctx, 1), noop);
     return bucket.race(decided).then(
       (d) => outcomeOf(ctx, d),
       (err: unknown) => this.failed(ctx, err),
     );
+  }
+
+  /**
+   * Finishes a Check's work after it was answered 503 at its deadline. A stage that stops waiting for a
+   * backend leaves the load running, so the answer lands in the cache; but the stages after it never started
+   * (a TokenReview that came late leaves the Vault login and read undone), so Envoy's retry would meet a cold
+   * cache again. Once the abandoned loads settle, the request is evaluated again in the background (identity
+   * and metadata only, answer discarded) for up to MAX_BACKGROUND_ROUNDS rounds. Bounded: at most
+   * MAX_BACKGROUND_RUNS at a time, and one run per abandoned load (1,000 Checks of one new identity make one).
+   */
+  private finishInBackground(view: RequestView, set: PolicySet, ctx: CheckContext, round: number): void {
+    const loads = ctx.abandonedLoads;
+    if (!loads || round > MAX_BACKGROUND_ROUNDS || this.backgroundRuns >= MAX_BACKGROUND_RUNS) return;
+    if (loads.every((load) => this.continued.has(load))) return;
+    for (const load of loads) this.continued.add(load);
+    this.backgroundRuns++;
+    void Promise.allSettled(loads)
+      .then(() => this.evaluateInBackground(view, set))
+      .then(
+        (again) => {
+          this.backgroundRuns--;
+          this.finishInBackground(view, set, again, round + 1);
+        },
+        () => {
+          this.backgroundRuns--;
+        },
+      );
+  }
+
+  /** One background evaluation (identity and metadata stages only); resolves once its pipeline has finished. */
+  private async evaluateInBackground(view: RequestView, set: PolicySet): Promise<CheckContext> {
+    const bucket = this.deadlineBucket();
+    const again = new CheckContext(view, bucket.deadline, bucket.signal, toObjectView, false, undefined, true);
+    const decided = this.decideWith(set, again);
+    if (decided instanceof Promise) {
+      // The race arms the deadline that ends the stages' waits; its 503 is nobody's answer.
+      void bucket.race(decided).then(noop, noop);
+      await decided.then(noop, noop);
+    }
+    return again;
   }
 
   /** A bug or an unexpected backend error: fail closed, say nothing about the input. */

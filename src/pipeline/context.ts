@@ -49,6 +49,11 @@ export class CheckContext {
     objectView: ((view: RequestView) => unknown) | undefined,
     trace = false,
     readonly standIns?: StandIns,
+    /**
+     * A background re-evaluation after the Check was answered (see Authorizer): it only fills caches, so
+     * only the read-only stages (identity, metadata) run; nothing is counted, logged or answered.
+     */
+    readonly background = false,
   ) {
     this.auth = new CelAuth(null, {}, {});
     const v = view;
@@ -86,6 +91,14 @@ export class CheckContext {
     }
     this.activation = activation;
     this.trace = trace ? [] : undefined;
+  }
+
+  /** Backend loads this Check stopped waiting for at its deadline; they go on and fill their caches. */
+  abandonedLoads: Promise<unknown>[] | undefined;
+
+  /** A stage gave up waiting for `load` (deadline): the authorizer may finish the work in the background. */
+  gaveUpOn(load: Promise<unknown>): void {
+    (this.abandonedLoads ??= []).push(load);
   }
 
   private hashedSecret: string | undefined;

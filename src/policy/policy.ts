@@ -207,6 +207,9 @@ export class CompiledPolicy {
     const observer = this.observer;
     for (let i = from; i < stages.length; i++) {
       const stage = stages[i]!;
+      // A background re-evaluation only warms the read-only stages' caches: it must not count a rate limit
+      // or spend a budget for a request that was already answered.
+      if (ctx.background && stage.evaluator !== 'identity' && stage.evaluator !== 'metadata') return base;
       if (ctx.standIns && ctx.useStandIn(stage)) continue;
       const out = observer ? runObserved(stage, ctx, observer) : stage.run(ctx);
       if (out instanceof Promise) {

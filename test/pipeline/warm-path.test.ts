@@ -72,9 +72,9 @@ function viewFor(token: string) {
   return toRequestView(deserializeCheckRequest(serializeCheckRequest(req)));
 }
 
-async function authorizer(): Promise<{ authorizer: Authorizer; services: Services }> {
+async function authorizer(checkDeadlineMs = 1000): Promise<{ authorizer: Authorizer; services: Services }> {
   const services = new Services(
-    { checkDeadlineMs: 1000, defaultDecision: 'deny', kubeconfig: writeKubeconfig({ url: kube.url, caPem: kube.caPem, token: kube.reviewerToken }) },
+    { checkDeadlineMs, defaultDecision: 'deny', kubeconfig: writeKubeconfig({ url: kube.url, caPem: kube.caPem, token: kube.reviewerToken }) },
     silentLogger,
     new Metrics(),
   );
@@ -127,6 +127,36 @@ describe('warm Checks are decided synchronously', () => {
       expect(other).toBeInstanceOf(Promise);
       expect(injected(await other)).toBe('Bearer sk-team-a-0002');
     } finally {
+      await services.close();
+    }
+  });
+});
+
+describe('a Check answered 503 at its deadline is finished in the background', () => {
+  it('a late TokenReview still leads to the Vault login and read, so the retry is warm and counted once', async () => {
+    const { authorizer: a, services } = await authorizer(100);
+    try {
+      const view = viewFor(kube.issueToken({ namespace: 'team-a', serviceAccount: 'client', expiresInSeconds: 3600 }));
+      vault.resetCounters();
+      kube.setLatencyMs(150);
+      const first = await a.decide(view);
+      expect(first.decision).toMatchObject({ kind: 'deny', status: 503 });
+      expect(first.decision.reason).toContain('TokenReview did not answer within the deadline');
+      expect(vault.calls).toMatchObject({ login: 0, read: 0 });
+
+      // No new Check: the abandoned TokenReview lands, then the background run logs in and reads the secret.
+      for (let i = 0; i < 100 && vault.calls.read === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(vault.calls).toMatchObject({ login: 1, read: 1 });
+
+      const retry = a.decide(view);
+      expect(retry).not.toBeInstanceOf(Promise);
+      const outcome = retry as CheckOutcome;
+      expect(injected(outcome)).toBe('Bearer sk-team-a-0001');
+      // The background run did not spend the rate limit: the retry is the first request counted.
+      const header = outcome.decision.kind === 'allow' ? outcome.decision.responseHeadersToAdd.find((h) => h.key === 'ratelimit') : undefined;
+      expect(header?.value).toMatch(/;r=999;/);
+    } finally {
+      kube.setLatencyMs(0);
       await services.close();
     }
   });
