@@ -74,15 +74,20 @@ interface VaultRuntime {
 }
 
 function runtime(services: Services): VaultRuntime {
-  return services.singleton('metadata:vault', () => {
-    const observer = services.metrics.cacheObserver();
-    return {
-      client: new VaultClient(services.metrics),
-      tokens: new TtlLruCache<VaultLogin>({ name: 'vault_token', maxEntries: 10_000, observer }),
-      secrets: new TtlLruCache<SecretResult>({ name: 'vault_secret', maxEntries: 10_000, observer }),
-      jwtFiles: new TtlLruCache<string>({ name: 'vault_jwt_file', maxEntries: 16, observer }),
-    };
-  });
+  return services.singleton(
+    'metadata:vault',
+    () => {
+      const observer = services.metrics.cacheObserver();
+      return {
+        client: new VaultClient(services.metrics),
+        tokens: new TtlLruCache<VaultLogin>({ name: 'vault_token', maxEntries: 10_000, observer }),
+        secrets: new TtlLruCache<SecretResult>({ name: 'vault_secret', maxEntries: 10_000, observer }),
+        jwtFiles: new TtlLruCache<string>({ name: 'vault_jwt_file', maxEntries: 16, observer }),
+      };
+    },
+    // Idle pooled connections to Vault are closed with the server (they would not keep it alive anyway).
+    (r) => r.client.close(),
+  );
 }
 
 function readJwtSource(node: YNode | undefined, what: string): JwtSource {
