@@ -8,15 +8,18 @@ export class DeadlineExceeded extends Error {
   }
 }
 
+/** One instance for every give-up: it never leaves the process, and a stack trace per Check costs CPU in a burst. */
+const DEADLINE_EXCEEDED = new DeadlineExceeded();
+
 /** Resolves like `work`, or rejects with DeadlineExceeded when `signal` aborts first. */
 export function untilAborted<T>(work: T | Promise<T>, signal: AbortSignal): Promise<T> {
   if (!(work instanceof Promise)) return Promise.resolve(work);
   if (signal.aborted) {
     work.catch(() => undefined);
-    return Promise.reject(new DeadlineExceeded());
+    return Promise.reject(DEADLINE_EXCEEDED);
   }
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(new DeadlineExceeded());
+    const onAbort = () => reject(DEADLINE_EXCEEDED);
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(
       (v) => {
