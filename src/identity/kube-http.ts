@@ -1,26 +1,27 @@
-// The Kubernetes API over node:https (node:http for a plain-HTTP `kubectl proxy`), for the configurations
-// kube-config.ts understands: a TokenReview POST and authenticated GETs, JSON in and out, through one bounded
-// keep-alive pool. @kubernetes/client-node is not loaded for this path (importing it costs ~70 MiB of RSS).
-import http from 'node:http';
-import https from 'node:https';
-import {
-  httpStatusError,
-  isStaleConnection,
-  KubeApiError,
-  networkError,
-  TOKEN_REVIEW_PATH,
-  type OwnedKubeApi,
-  type TokenReviewStatus,
-} from './kube-api.js';
+// The Kubernetes API over the shared pooled HTTP client (src/backends/http-pool.ts; node:https, or node:http for
+// a plain-HTTP `kubectl proxy`), for the configurations kube-config.ts understands: a TokenReview POST and
+// authenticated GETs, JSON in and out. @kubernetes/client-node is not loaded for this path (importing it costs
+// ~70 MiB of RSS).
+import { HttpPool, PoolRequestError } from '../backends/http-pool.js';
+import { httpStatusError, KubeApiError, networkError, TOKEN_REVIEW_PATH, type OwnedKubeApi, type TokenReviewStatus } from './kube-api.js';
 import type { KubeConnection } from './kube-config.js';
 
 /**
  * At most this many connections to the API server. HTTP/1.1 carries one request per connection at a time, so
  * without a bound a burst of N new identities opens N TLS connections at once (106 in the cold-burst
  * benchmark): a handshake each on both sides, N sockets held open afterwards, and N requests landing together
- * on the API server's priority-and-fairness seats. With a bound the burst queues here and runs on warm
- * connections; a TokenReview takes milliseconds, so 32 at a time serve over a thousand reviews per second
- * while staying far below the API server's default in-flight limits.
+ * on the API server's priority-and-fairness seats. With a bound the burst queues in the pool (each call within
+ * its own deadline) and runs on warm connections; a TokenReview takes milliseconds, so 32 at a time serve over
+ * a thousand reviews per second while staying far below the API server's default in-flight limits.
+ *
+ * 32 rather than Vault's 128: `npm run bench -- cold` (TokenReview identities, 1,000 distinct new ones at once,
+ * 5 ms fakes, 150 ms Check deadline, 2 CPUs shared by fakes, server and load client, load average 1.6–3.4),
+ * six alternating runs per bound. With 128 the identity stage gave up on a TokenReview less often (7–104 of
+ * the 503s instead of 139–602), but those Checks then ran out of the Check deadline in the Vault stage:
+ * allowed in the burst 0–276 with 128 (median 15) against 1–118 with 32 (median 25), the retry 3 s later
+ * fully allowed in every run with either. Past this pool the burst is bound by the shared CPUs and the Vault
+ * stage; 128 only left 107–128 connections open to the API server instead of 32 and cost its fake more CPU
+ * (1.64–1.80 s against 1.57–1.67 s).
  */
 export const KUBE_API_MAX_SOCKETS = 32;
 /**
@@ -31,38 +32,29 @@ const IDLE_SOCKET_TIMEOUT_MS = 30_000;
 /** Larger answers are refused (a list of Secrets is the largest thing we read). */
 const MAX_ANSWER_BYTES = 16 * 1024 * 1024;
 
-/** A failure on a reused keep-alive connection before any answer: safe to send once more on a fresh one. */
-class StaleConnectionError extends KubeApiError {}
-
 export class HttpKubeApi implements OwnedKubeApi {
   readonly server: string;
   private readonly base: URL;
-  private readonly agent: http.Agent;
-  private readonly request: typeof http.request;
+  private readonly pool: HttpPool;
 
   constructor(private readonly connection: KubeConnection) {
     this.server = connection.server;
     // Relative paths resolve under the server URL, which may carry a path prefix (API proxies such as Rancher's).
     this.base = new URL(connection.server.endsWith('/') ? connection.server : `${connection.server}/`);
-    const pool: http.AgentOptions = {
-      keepAlive: true,
+    const tls = connection.tls;
+    this.pool = new HttpPool({
       maxSockets: KUBE_API_MAX_SOCKETS,
-      maxFreeSockets: KUBE_API_MAX_SOCKETS,
-      timeout: IDLE_SOCKET_TIMEOUT_MS,
-      scheduling: 'lifo',
-    };
-    if (this.base.protocol === 'https:') {
-      const tls = connection.tls;
-      this.agent = new https.Agent({
-        ...pool,
-        ...(tls ? { secureContext: tls.secureContext, rejectUnauthorized: tls.rejectUnauthorized } : {}),
-        ...(tls?.serverName ? { servername: tls.serverName } : {}),
-      });
-      this.request = https.request;
-    } else {
-      this.agent = new http.Agent(pool);
-      this.request = http.request;
-    }
+      idleTimeoutMs: IDLE_SOCKET_TIMEOUT_MS,
+      ...(tls
+        ? {
+            tls: {
+              secureContext: tls.secureContext,
+              rejectUnauthorized: tls.rejectUnauthorized,
+              ...(tls.serverName ? { servername: tls.serverName } : {}),
+            },
+          }
+        : {}),
+    });
   }
 
   async tokenReview(token: string, audiences: readonly string[], signal: AbortSignal): Promise<TokenReviewStatus> {
@@ -77,10 +69,11 @@ export class HttpKubeApi implements OwnedKubeApi {
   }
 
   close(): void {
-    this.agent.destroy();
+    this.pool.destroy();
   }
 
   private async send(method: 'GET' | 'POST', pathAndQuery: string, body: string | undefined, signal: AbortSignal, what: string): Promise<unknown> {
+    // Read per request: a token file is re-read when the kubelet rotates it.
     let authorization: string | undefined;
     try {
       authorization = await this.connection.authorization.header();
@@ -88,70 +81,34 @@ export class HttpKubeApi implements OwnedKubeApi {
       throw err instanceof KubeApiError ? new KubeApiError(`${what}: ${err.message}`) : networkError(what, err);
     }
     const url = new URL(pathAndQuery.replace(/^\/+/, ''), this.base);
-    const headers: http.OutgoingHttpHeaders = { accept: 'application/json', 'user-agent': 'egress-authz' };
+    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'egress-authz' };
     if (authorization) headers['authorization'] = authorization;
-    if (body !== undefined) {
-      headers['content-type'] = 'application/json';
-      headers['content-length'] = Buffer.byteLength(body);
-    }
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let answer: { status: number; text: string };
     try {
-      return await this.once(url, method, headers, body, signal, what);
+      answer = await this.pool.request(url, { method, headers, body, signal, maxResponseBytes: MAX_ANSWER_BYTES });
     } catch (err) {
-      // A pooled connection the server closed while idle fails on reuse. Neither a TokenReview nor a GET
-      // changes anything on the server, so one more attempt (on a new connection) is safe.
-      if (!(err instanceof StaleConnectionError) || signal.aborted) throw err;
-      return this.once(url, method, headers, body, signal, what);
+      throw kubeApiErrorOf(what, err);
+    }
+    if (answer.status < 200 || answer.status > 299) throw httpStatusError(what, answer.status, answer.text);
+    try {
+      return JSON.parse(answer.text);
+    } catch {
+      throw new KubeApiError(`${what}: the answer is not JSON`, answer.status);
     }
   }
+}
 
-  private once(url: URL, method: string, headers: http.OutgoingHttpHeaders, body: string | undefined, signal: AbortSignal, what: string): Promise<unknown> {
-    if (signal.aborted) return Promise.reject(new KubeApiError(`${what}: no answer in time`));
-    return new Promise<unknown>((resolvePromise, rejectPromise) => {
-      // node:http reports the abort of a request still queued for a pooled connection only once a connection
-      // frees up: answer the abort at once ourselves (the request is dropped from the queue then).
-      const onAbort = () => rejectPromise(new KubeApiError(`${what}: no answer in time`));
-      signal.addEventListener('abort', onAbort, { once: true });
-      const resolve = (value: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        resolvePromise(value);
-      };
-      const reject = (err: KubeApiError) => {
-        signal.removeEventListener('abort', onAbort);
-        rejectPromise(err);
-      };
-      const req = this.request(url, { method, headers, agent: this.agent, signal }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_ANSWER_BYTES) {
-            reject(new KubeApiError(`${what}: answer larger than ${MAX_ANSWER_BYTES} bytes`));
-            res.destroy();
-            return;
-          }
-          chunks.push(chunk);
-        });
-        res.on('error', (err) => reject(networkError(what, err)));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          const text = Buffer.concat(chunks).toString('utf8');
-          if (status < 200 || status > 299) {
-            reject(httpStatusError(what, status, text));
-            return;
-          }
-          try {
-            resolve(JSON.parse(text));
-          } catch {
-            reject(new KubeApiError(`${what}: the answer is not JSON`, status));
-          }
-        });
-      });
-      req.on('error', (err) => {
-        const described = networkError(what, err);
-        reject(req.reusedSocket && isStaleConnection(err) ? new StaleConnectionError(described.message) : described);
-      });
-      req.end(body);
-    });
+/** A pool failure in this module's words: `<what>: no answer in time`, `<what>: ECONNREFUSED`, ... (no status). */
+function kubeApiErrorOf(what: string, err: unknown): KubeApiError {
+  if (!(err instanceof PoolRequestError)) return networkError(what, err);
+  switch (err.failure) {
+    case 'aborted':
+      return new KubeApiError(`${what}: no answer in time`);
+    case 'too-large':
+      return new KubeApiError(`${what}: answer larger than ${MAX_ANSWER_BYTES} bytes`);
+    default:
+      return new KubeApiError(`${what}: ${err.reason}`);
   }
 }
 

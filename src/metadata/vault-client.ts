@@ -6,9 +6,9 @@
 // does not take. Two endpoints with a documented wire format (reference: vault-and-kubernetes-apis.md §1–§3)
 // do not justify a dependency.
 //
-// Why node:http(s) with a bounded pool (http-pool.ts) and not Node's fetch: fetch's undici pool has no
-// per-origin connection bound, so a burst of cold identities opens a connection per concurrent call, and its
-// per-call overhead is high. `npm run bench -- cold` (1,000 distinct new identities at once, JWT identities so
+// Why node:http(s) with a bounded pool (src/backends/http-pool.ts) and not Node's fetch: fetch's undici pool
+// has no per-origin connection bound, so a burst of cold identities opens a connection per concurrent call, and
+// its per-call overhead is high. `npm run bench -- cold` (1,000 distinct new identities at once, JWT identities so
 // that Vault is the only backend, 5 ms fakes, 2 CPUs shared by fakes, server and load client), three runs each
 // on one tree: with fetch egress-authz held 166–659 connections to Vault after the burst and spent 2.8–3.2 CPU-s
 // on it (fakes 1.0–1.8); with the pool, 128 connections and 1.9 CPU-s (fakes 1.0–1.1). The pool keeps at most
@@ -20,7 +20,7 @@
 // Nothing here logs. Errors carry Vault's own short error strings (e.g. "namespace not authorized"), never a
 // token, a JWT or a secret value.
 import type { Metrics } from '../observability/metrics.js';
-import { HttpPool, PoolRequestError, type HttpPoolOptions } from './http-pool.js';
+import { HttpPool, PoolRequestError, type HttpPoolOptions } from '../backends/http-pool.js';
 
 export type VaultFailure =
   /** Vault is down, sealed, slow or answered 5xx: the Check is denied with 503. */
@@ -217,7 +217,7 @@ export class VaultClient {
   ): Promise<KvSecret> {
     const apiPath =
       kv.version === 2 ? `${encodeKvPath(kv.mount)}/data/${encodeKvPath(path)}` : `${encodeKvPath(kv.mount)}/${encodeKvPath(path)}`;
-    // Urgent: a read completes an identity whose login is already done (see http-pool.ts).
+    // Urgent: a read completes an identity whose login is already done (see src/backends/http-pool.ts).
     const { status, body } = await this.call(
       'read',
       endpoint(target, apiPath),

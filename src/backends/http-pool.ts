@@ -1,12 +1,17 @@
-// HTTP/1.1 requests over a bounded keep-alive connection pool (node:http / node:https Agents), for backends
-// that a burst of cold Checks would otherwise flood with new connections. Node's fetch cannot be bounded per
-// origin without importing undici itself; an Agent's `maxSockets` can.
+// The one pooled HTTP/1.1 client for every backend (Vault, the Kubernetes API): requests over a bounded
+// keep-alive connection pool (node:http / node:https Agents), so that a burst of cold Checks does not flood a
+// backend with new connections. Node's fetch cannot be bounded per origin without importing undici itself; an
+// Agent's `maxSockets` can. TLS settings (a CA, a client certificate, the server name, skip-verify) are the
+// pool's, given at construction: one pool talks to one backend's servers with one identity.
 //
 // Calls beyond the bound wait here, not in the Agent's queue, for two reasons: a waiting call leaves at its
 // AbortSignal (the Agent's queue reports an abort only once a connection frees up), and calls have a priority.
 // A multi-step backend exchange (Vault: login, then read) sends its later steps as `urgent`: they finish work
 // whose first step is already paid for, so under a burst identities complete one after another instead of
 // every first step being in flight and none finished when the Checks' deadlines come.
+//
+// A request that meets a keep-alive connection the server closed while idle is sent once more: it never
+// reached the server, so this is safe even for a POST.
 //
 // Errors are PoolRequestError with a short, secret-free reason (a socket error code, "no answer within the
 // deadline", a size limit): never a URL, a header or a body, which may carry tokens.
@@ -18,7 +23,12 @@ export interface HttpPoolOptions {
   readonly maxSockets: number;
   /** An idle connection is closed after this long (shorter if the server's Keep-Alive hint says so). */
   readonly idleTimeoutMs: number;
+  /** TLS toward https origins; Node's defaults (system roots, verification on) where absent. */
+  readonly tls?: PoolTlsOptions;
 }
+
+/** The TLS settings a pool applies to every https connection it opens. */
+export type PoolTlsOptions = Pick<https.AgentOptions, 'ca' | 'cert' | 'key' | 'secureContext' | 'servername' | 'rejectUnauthorized'>;
 
 export interface PoolRequest {
   readonly method: 'GET' | 'POST';
@@ -36,8 +46,16 @@ export interface PoolResponse {
   readonly text: string;
 }
 
+/**
+ * What went wrong, for callers that word it their own way: the call's signal aborted (before or during the
+ * exchange), the answer exceeded maxResponseBytes, the request was refused before sending (an invalid header),
+ * or the connection failed (a socket error code, or closed mid-answer).
+ */
+export type PoolFailure = 'aborted' | 'too-large' | 'rejected' | 'connection';
+
 export class PoolRequestError extends Error {
   constructor(
+    readonly failure: PoolFailure,
     /** Secret-free: "ECONNREFUSED", "no answer within the deadline", "response larger than N bytes", ... */
     readonly reason: string,
     /** HTTP status, when the server had answered before the failure. */
@@ -102,7 +120,7 @@ export class HttpPool {
       timeout: options.idleTimeoutMs,
     };
     this.httpAgent = new http.Agent(agentOptions);
-    this.httpsAgent = new https.Agent(agentOptions);
+    this.httpsAgent = new https.Agent({ ...agentOptions, ...options.tls });
   }
 
   /** Connections open now per origin (in use + idle), for tests and diagnostics. */
@@ -131,7 +149,7 @@ export class HttpPool {
       // The server closed an idle connection just as we reused it; nothing was processed, so one more try
       // (on another or a new connection) is safe even for a POST.
       if (err instanceof StaleConnection && !req.signal.aborted) return await this.once(url, req);
-      throw err instanceof StaleConnection ? new PoolRequestError(err.message, undefined) : err;
+      throw err instanceof StaleConnection ? new PoolRequestError('connection', err.message, undefined) : err;
     } finally {
       this.release(slots, url.origin);
     }
@@ -148,7 +166,7 @@ export class HttpPool {
 
   /** Resolves when the call may use a connection; rejects at the call's abort while it waits. */
   private acquire(slots: OriginSlots, req: PoolRequest): Promise<void> {
-    if (req.signal.aborted) return Promise.reject(new PoolRequestError(reasonOf(undefined, req.signal), undefined));
+    if (req.signal.aborted) return Promise.reject(failureOf(undefined, req.signal, undefined));
     if (slots.inFlight < this.maxInFlight) {
       slots.inFlight++;
       return Promise.resolve();
@@ -159,7 +177,7 @@ export class HttpPool {
         if (!waiting) return;
         waiting = false;
         slots.waiting--;
-        reject(new PoolRequestError(reasonOf(undefined, req.signal), undefined));
+        reject(failureOf(undefined, req.signal, undefined));
       };
       const wake = () => {
         if (!waiting) return false;
@@ -202,7 +220,7 @@ export class HttpPool {
       let settled = false;
       // Answer at the abort itself, whatever state the request is in (Node reports an abort of a request that
       // is still connecting only once its socket is assigned).
-      const onAbort = () => fail(new PoolRequestError(reasonOf(undefined, req.signal), status));
+      const onAbort = () => fail(failureOf(undefined, req.signal, status));
       const fail = (err: Error) => {
         if (settled) return;
         settled = true;
@@ -231,7 +249,7 @@ export class HttpPool {
         request = (secure ? https.request : http.request)(url, options, onResponse);
       } catch {
         // Invalid options, e.g. a control character in a header value: say so without quoting it.
-        fail(new PoolRequestError('request rejected before sending (invalid header?)', undefined));
+        fail(new PoolRequestError('rejected', 'request rejected before sending (invalid header?)', undefined));
         return;
       }
       function onResponse(res: http.IncomingMessage): void {
@@ -239,7 +257,7 @@ export class HttpPool {
         const declared = Number(res.headers['content-length'] ?? '0');
         if (declared > req.maxResponseBytes) {
           res.destroy();
-          fail(new PoolRequestError(`response larger than ${req.maxResponseBytes} bytes`, status));
+          fail(new PoolRequestError('too-large', `response larger than ${req.maxResponseBytes} bytes`, status));
           return;
         }
         const chunks: Buffer[] = [];
@@ -248,15 +266,15 @@ export class HttpPool {
           size += chunk.length;
           if (size > req.maxResponseBytes) {
             res.destroy();
-            fail(new PoolRequestError(`response larger than ${req.maxResponseBytes} bytes`, status));
+            fail(new PoolRequestError('too-large', `response larger than ${req.maxResponseBytes} bytes`, status));
             return;
           }
           chunks.push(chunk);
         });
         res.on('end', () => succeed({ status: status ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (err) => fail(new PoolRequestError(reasonOf(err, req.signal), status)));
+        res.on('error', (err) => fail(failureOf(err, req.signal, status)));
         res.on('close', () => {
-          if (!res.complete) fail(new PoolRequestError(req.signal.aborted ? reasonOf(undefined, req.signal) : 'connection closed mid-answer', status));
+          if (!res.complete) fail(req.signal.aborted ? failureOf(undefined, req.signal, status) : new PoolRequestError('connection', 'connection closed mid-answer', status));
         });
       }
       request.on('error', (err: NodeJS.ErrnoException) => {
@@ -264,20 +282,22 @@ export class HttpPool {
           fail(new StaleConnection(err.code));
           return;
         }
-        fail(new PoolRequestError(reasonOf(err, req.signal), status));
+        fail(failureOf(err, req.signal, status));
       });
       request.end(req.body);
     });
   }
 }
 
-/** A short, secret-free reason: the abort's kind, or the socket error code. Never an error's free text. */
-function reasonOf(err: unknown, signal: AbortSignal): string {
+/**
+ * The error for a failed exchange, with a short, secret-free reason: the abort's kind, or the socket error
+ * code. Never an error's free text.
+ */
+function failureOf(err: unknown, signal: AbortSignal, status: number | undefined): PoolRequestError {
   if (signal.aborted) {
     const why = (signal.reason as { name?: unknown } | undefined)?.name;
-    return why === 'TimeoutError' ? 'timed out' : 'no answer within the deadline';
+    return new PoolRequestError('aborted', why === 'TimeoutError' ? 'timed out' : 'no answer within the deadline', status);
   }
   const code = (err as { code?: unknown } | undefined)?.code;
-  if (typeof code === 'string' && /^[A-Z0-9_]+$/.test(code)) return code;
-  return 'request failed';
+  return new PoolRequestError('connection', typeof code === 'string' && /^[A-Z0-9_]+$/.test(code) ? code : 'request failed', status);
 }
