@@ -6,11 +6,11 @@
 // decision log), the backend calls it made, the connections egress-authz holds open to each backend
 // afterwards and the CPU each process spent; a retry burst says whether it was fully allowed.
 // EGRESS_BENCH_COLD_CPU_PROF=<dir> runs the servers under --cpu-prof and writes their profiles there.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { buildServers } from './lib/build.js';
+import { connectionsTo } from './lib/connections.js';
 import { bucketPercentile, diffBuckets, readHistogram, type Buckets } from './lib/counters.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
 import { writePolicyDir } from './lib/policy-check.js';
@@ -76,17 +76,6 @@ const CHECK_DURATION = 'egress_authz_check_duration_seconds';
 function serverSummary(buckets: Buckets): string {
   const fmt = (s: number) => (s === Infinity ? '> 200 ms' : `≤ ${s * 1000} ms`);
   return `server-side p50 ${fmt(bucketPercentile(buckets, 50))}, p99 ${fmt(bucketPercentile(buckets, 99))}`;
-}
-
-/** Established TCP connections of `pid` to a port: how many sockets its backend client opened. */
-function connectionsTo(pid: number, url: string): number | undefined {
-  try {
-    const port = new URL(url).port;
-    const out = execFileSync('ss', ['-tnpH', 'state', 'established', 'dport', `= :${port}`], { encoding: 'utf8' });
-    return out.split('\n').filter((l) => l.includes(`pid=${pid},`)).length;
-  } catch {
-    return undefined;
-  }
 }
 
 /** CPU seconds (user + system) a process has used, from /proc; 0 once it is gone. */

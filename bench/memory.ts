@@ -1,7 +1,6 @@
 // Memory with many cached identities: RSS of egress-authz after N distinct workload identities (each a new
 // ServiceAccount token, so a TokenReview and a cache entry each), and whether the cache still holds the
 // oldest ones. `npm run bench -- memory [--identities 100000]`
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -14,6 +13,7 @@ import { Authorizer } from '../src/pipeline/authorizer.js';
 import { Services } from '../src/pipeline/services.js';
 import { loadPolicyDirectory } from '../src/policy/load.js';
 import { buildServers } from './lib/build.js';
+import { connectionsTo } from './lib/connections.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
 import { writePolicyDir } from './lib/policy-check.js';
 import { RawCheckClient } from './lib/raw-check-client.js';
@@ -144,17 +144,6 @@ async function heapOf(server: ServerProcess): Promise<string> {
     return ` (V8 heap ${mib(used)} used of ${mib(total)}, external ${mib(external)})`;
   } catch {
     return '';
-  }
-}
-
-/** Established TCP connections of `pid` to the port of `url`: how many sockets its client keeps open. */
-function connectionsTo(pid: number, url: string): number | undefined {
-  try {
-    const port = new URL(url).port;
-    const out = execFileSync('ss', ['-tnpH', 'state', 'established', 'dport', `= :${port}`], { encoding: 'utf8' });
-    return out.split('\n').filter((l) => l.includes(`pid=${pid},`)).length;
-  } catch {
-    return undefined;
   }
 }
 
