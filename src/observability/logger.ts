@@ -47,8 +47,12 @@ export class TurnBatchedStream {
   constructor(private readonly target: LineSink) {
     process.on('exit', () => {
       if (!this.pending) return;
-      this.target.write(this.takePending());
-      this.target.flushSync();
+      try {
+        this.target.write(this.takePending());
+        this.target.flushSync();
+      } catch {
+        // stdout already closed or destroyed: nothing left to write to, and exit must not throw.
+      }
     });
   }
 
