@@ -69,7 +69,8 @@ export class Authorizer {
       return this.failed(ctx, err);
     }
     if (!(decided instanceof Promise)) return outcomeOf(ctx, decided);
-    if (!opts.trace) void decided.then(() => this.finishInBackground(view, set, ctx, 1), noop);
+    // Only for served Checks: explain and policy tests (traces, stand-ins) have no retry to prepare for.
+    if (!opts.trace && !opts.standIns) void decided.then(() => this.finishInBackground(view, set, ctx, 1), noop);
     return bucket.race(decided).then(
       (d) => outcomeOf(ctx, d),
       (err: unknown) => this.failed(ctx, err),
