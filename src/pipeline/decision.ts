@@ -105,15 +105,42 @@ export function deny(
 }
 
 export function allow(policy: string, evaluator: Evaluator, reason = 'allowed'): AllowDecision {
+  return allowWith(EMPTY_ALLOW, { policy, evaluator, reason });
+}
+
+const NONE: readonly never[] = Object.freeze([]);
+
+const EMPTY_ALLOW: AllowDecision = Object.freeze({
+  kind: 'allow',
+  policy: '',
+  evaluator: 'authorization',
+  reason: 'allowed',
+  headers: NONE,
+  headersToRemove: NONE,
+  responseHeadersToAdd: NONE,
+  queryParamsToSet: NONE,
+  queryParamsToRemove: NONE,
+  dynamicMetadata: undefined,
+  identity: undefined,
+});
+
+/**
+ * `base` with some fields changed, as a new allow decision. Every allow decision is built here, with every
+ * field in one order: a Check builds several (one per stage that adds headers, the response, the identity),
+ * and object spreads over allows of different shapes were a measurable share of a warm Check.
+ */
+export function allowWith(base: AllowDecision, change: Partial<Omit<AllowDecision, 'kind'>>): AllowDecision {
   return {
     kind: 'allow',
-    policy,
-    evaluator,
-    reason,
-    headers: [],
-    headersToRemove: [],
-    responseHeadersToAdd: [],
-    queryParamsToSet: [],
-    queryParamsToRemove: [],
+    policy: change.policy ?? base.policy,
+    evaluator: change.evaluator ?? base.evaluator,
+    reason: change.reason ?? base.reason,
+    headers: change.headers ?? base.headers,
+    headersToRemove: change.headersToRemove ?? base.headersToRemove,
+    responseHeadersToAdd: change.responseHeadersToAdd ?? base.responseHeadersToAdd,
+    queryParamsToSet: change.queryParamsToSet ?? base.queryParamsToSet,
+    queryParamsToRemove: change.queryParamsToRemove ?? base.queryParamsToRemove,
+    dynamicMetadata: change.dynamicMetadata ?? base.dynamicMetadata,
+    identity: change.identity ?? base.identity,
   };
 }

@@ -3,7 +3,7 @@
 import type { CelProgram } from '../cel/compile.js';
 import { celErrorMessage } from '../cel/compile.js';
 import type { CheckContext, Stage } from '../pipeline/context.js';
-import { allow, deny, type AllowDecision, type Decision, type Evaluator } from '../pipeline/decision.js';
+import { allow, allowWith, deny, type AllowDecision, type Decision, type Evaluator } from '../pipeline/decision.js';
 import { evalAll, type FailurePolicy } from '../pipeline/section.js';
 import { evalVariables, type CompiledVariable } from '../pipeline/variables.js';
 import { andThen, type MaybePromise } from '../pipeline/maybe-async.js';
@@ -34,8 +34,7 @@ export interface PolicyParts {
 }
 
 function mergeAllow(base: AllowDecision, add: AllowDecision): AllowDecision {
-  return {
-    ...base,
+  return allowWith(base, {
     evaluator: add.evaluator,
     reason: add.reason,
     headers: concat(base.headers, add.headers),
@@ -44,7 +43,7 @@ function mergeAllow(base: AllowDecision, add: AllowDecision): AllowDecision {
     queryParamsToSet: concat(base.queryParamsToSet, add.queryParamsToSet),
     queryParamsToRemove: concat(base.queryParamsToRemove, add.queryParamsToRemove),
     dynamicMetadata: add.dynamicMetadata ? { ...(base.dynamicMetadata ?? {}), ...add.dynamicMetadata } : base.dynamicMetadata,
-  };
+  });
 }
 
 /** Receives per-stage timings and failures: the server feeds Prometheus; lint, test and explain leave it unset. */
@@ -155,7 +154,7 @@ export class CompiledPolicy {
       for (const p of this.parts) out = applyDenial(out, p.response, ctx);
       return ctx.identityLabel && !out.identity ? { ...out, identity: ctx.identityLabel } : out;
     }
-    return ctx.identityLabel ? { ...d, identity: ctx.identityLabel } : d;
+    return ctx.identityLabel ? allowWith(d, { identity: ctx.identityLabel }) : d;
   }
 
   private run(ctx: CheckContext): MaybePromise<Decision> {

@@ -4,6 +4,7 @@ import type { CelProgram } from '../cel/compile.js';
 import { celErrorMessage } from '../cel/compile.js';
 import type { CheckContext } from '../pipeline/context.js';
 import {
+  allowWith,
   errorBody,
   statusError,
   type AllowDecision,
@@ -212,15 +213,14 @@ export function applySuccess(base: AllowDecision, s: SuccessResponse | undefined
   const injected = toMutations(s.headers, ctx, true);
   const carriers = credentialCarriers(injected, ctx);
   const removed = carriers.length === 0 ? s.removeHeaders : [...new Set([...s.removeHeaders, ...carriers])];
-  return {
-    ...base,
+  return allowWith(base, {
     headers: concat(base.headers, injected),
     headersToRemove: concat(base.headersToRemove, removed),
     responseHeadersToAdd: concat(base.responseHeadersToAdd, toMutations(s.responseHeaders, ctx, false)),
     queryParamsToSet: concat(base.queryParamsToSet, s.querySet.map((q) => ({ key: q.key, value: evalString(q.value, ctx) }))),
     queryParamsToRemove: concat(base.queryParamsToRemove, s.queryRemove),
     dynamicMetadata,
-  };
+  });
 }
 
 export function denialKindFor(status: number): DenialKind | undefined {

@@ -26,6 +26,20 @@ export function ceilSeconds(ms: number): number {
  * represented, so they become `?` — limit names are normally plain ASCII anyway.
  */
 export function sfString(text: string): string {
+  // Limit names come from policies: few, and formatted on every rate-limited Check, so each is formatted once.
+  let known = SF_STRINGS.get(text);
+  if (known === undefined) {
+    if (SF_STRINGS.size >= SF_STRINGS_MAX) SF_STRINGS.clear();
+    known = formatSfString(text);
+    SF_STRINGS.set(text, known);
+  }
+  return known;
+}
+
+const SF_STRINGS = new Map<string, string>();
+const SF_STRINGS_MAX = 4_096;
+
+function formatSfString(text: string): string {
   let out = '"';
   for (const ch of text) {
     const code = ch.codePointAt(0) ?? 0;

@@ -250,9 +250,29 @@ export class MemoryRateLimitStore implements RateLimitStore {
  * Counter keys carry CEL values (a header may be tens of KB): hashed, every stored key is 43 bytes, so
  * `maxKeys` bounds the memory in bytes too. One-shot SHA-256 of a short string is ~1 µs.
  */
+/**
+ * The stored key: a hash, so a counter's size in memory does not depend on its key (counter values can be long
+ * strings). The hashes of recent short keys are remembered: a workload's key comes back on each of its Checks, and
+ * hashing it every time was most of an in-memory hit's cost. Bounded: the memo starts over when full.
+ */
 function storageKeyOf(key: string, windowMs: number): string {
-  return hashKey(String(windowMs), key);
+  if (key.length > STORAGE_KEY_MEMO_KEY_CHARS) return hashKey(String(windowMs), key);
+  const memo = STORAGE_KEYS.get(windowMs);
+  let hashed = memo?.get(key);
+  if (hashed === undefined) {
+    hashed = hashKey(String(windowMs), key);
+    let keys = memo;
+    if (!keys) STORAGE_KEYS.set(windowMs, (keys = new Map()));
+    if (keys.size >= STORAGE_KEY_MEMO_MAX) keys.clear();
+    keys.set(key, hashed);
+  }
+  return hashed;
 }
+
+const STORAGE_KEYS = new Map<number, Map<string, string>>();
+const STORAGE_KEY_MEMO_MAX = 10_000;
+/** Longer keys are hashed every time: the memo holds at most 10,000 × 256 characters per window length. */
+const STORAGE_KEY_MEMO_KEY_CHARS = 256;
 
 /** A window is [startMs, startMs + windowMs). A clock that steps back keeps the window open. */
 function isOpen(window: OpenWindow, nowMs: number): boolean {

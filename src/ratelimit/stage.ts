@@ -7,7 +7,7 @@
 import type { CelProgram } from '../cel/compile.js';
 import { celErrorMessage } from '../cel/compile.js';
 import type { CheckContext, Stage } from '../pipeline/context.js';
-import { allow, deny, type Decision } from '../pipeline/decision.js';
+import { allow, allowWith, deny, type Decision } from '../pipeline/decision.js';
 import { evalAll, type FailurePolicy } from '../pipeline/section.js';
 import type { Metrics } from '../observability/metrics.js';
 import { counterKey } from './counter-key.js';
@@ -115,7 +115,7 @@ export function createRateLimitStage(options: RateLimitStageOptions): Stage {
     if (outcome.result.allowed) {
       if (ctx.trace) trace(`allowed: ${describe(items)}`);
       const decision = allow(policy, 'ratelimit', 'within rate limits');
-      return { ...decision, responseHeadersToAdd: rateLimitHeaders(items, { action: 'append' }) };
+      return allowWith(decision, { responseHeadersToAdd: rateLimitHeaders(items, { action: 'append' }) });
     }
     if (ctx.trace) trace(`denied by "${rates[deciding]!.name}": ${describe(items)}`);
     const over = rates.filter((_, index) => states[index]!.exceeded);
