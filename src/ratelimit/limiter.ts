@@ -8,6 +8,8 @@ import { MemoryRateLimitStore } from './memory-store.js';
 import { RedisRateLimitStore, type RedisStoreState } from './redis-store.js';
 import {
   RateLimitStoreUnavailableError,
+  type DebitRequest,
+  type DebitResult,
   type HitRequest,
   type HitResult,
   type RateLimitStore,
@@ -22,9 +24,14 @@ const ERROR_LOG_INTERVAL_MS = 60_000;
 /** How long start-up (readiness) waits for the first Redis connection. */
 const STARTUP_WAIT_MS = 2_000;
 
-export type HitOutcome =
-  | { readonly kind: 'answered'; readonly result: HitResult }
+/** A store call's answer, or why there is none (the callers' failure modes decide what that means). */
+export type StoreOutcome<R> =
+  | { readonly kind: 'answered'; readonly result: R }
   | { readonly kind: 'unavailable'; readonly reason: RateLimitStoreUnavailableReason; readonly detail: string };
+
+export type HitOutcome = StoreOutcome<HitResult>;
+/** Token budgets (src/budget) debit through the same limiter, store and Redis connection as rate limits. */
+export type DebitOutcome = StoreOutcome<DebitResult>;
 
 export class RateLimiter {
   /**
@@ -61,8 +68,20 @@ export class RateLimiter {
     );
   }
 
-  /** A store failure → the limits' failure modes; anything else is a bug and propagates. */
-  private unavailable(error: unknown): HitOutcome {
+  /** One atomic token-budget debit, answered within `budgetMs` (a store too slow for it counts as unavailable). */
+  debit(request: Omit<DebitRequest, 'nowMs'>, budgetMs: number): Promise<DebitOutcome> {
+    if (budgetMs <= 0) return Promise.resolve({ kind: 'unavailable', reason: 'timeout', detail: 'no time left for the token-budget store' });
+    const full: DebitRequest = { ...request, nowMs: this.now() };
+    const store = this.store;
+    const answer = store.kind === 'memory' ? store.debit(full) : this.services.metrics.timeBackend('redis', () => withinBudget(store.debit(full), budgetMs));
+    return answer.then(
+      (result): DebitOutcome => ({ kind: 'answered', result }),
+      (error: unknown) => this.unavailable(error),
+    );
+  }
+
+  /** A store failure → the callers' failure modes; anything else is a bug and propagates. */
+  private unavailable(error: unknown): StoreOutcome<never> {
     if (!(error instanceof RateLimitStoreUnavailableError)) throw error;
     if (error.reason === 'error') this.logStoreError(error.message);
     return { kind: 'unavailable', reason: error.reason, detail: error.message };
@@ -129,7 +148,7 @@ function reportOutages(store: RedisRateLimitStore, logger: Logger): void {
 function withinBudget<T>(promise: Promise<T>, budgetMs: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    const detail = 'no answer before the Check deadline (the Check may still have been counted)';
+    const detail = 'no answer in time (the call may still have been counted)';
     timer = setTimeout(() => reject(new RateLimitStoreUnavailableError('timeout', detail)), budgetMs);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
