@@ -10,7 +10,7 @@ import type { Services } from '../pipeline/services.js';
 import type { YNode } from '../policy/yaml-node.js';
 import { warnBackendThrottled } from './backend-log.js';
 import { challengeFor } from './credentials.js';
-import { waitWithinDeadline } from './deadline.js';
+import { waitWithinDeadline } from '../pipeline/deadline.js';
 import { deepFreeze, resolveBesidePolicy } from './identity-object.js';
 import { kubeApiFor } from './kube-client.js';
 import type { IdentityMethodFactory, IdentityOutcome } from './method.js';

@@ -5,7 +5,7 @@
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
 import type { Services } from '../pipeline/services.js';
 import { warnBackendThrottled } from './backend-log.js';
-import { waitWithinDeadline, type WaitingCheck } from './deadline.js';
+import { waitWithinDeadline, type WaitingCheck } from '../pipeline/deadline.js';
 
 export interface KeySource {
   /** Identifies the source (URL, CA) so that policies naming the same one share a store. */

@@ -9,7 +9,7 @@ import { TtlLruCache, type Loaded } from '../cache/cache.js';
 import type { Services } from '../pipeline/services.js';
 import { warnBackendThrottled } from './backend-log.js';
 import { challengeFor } from './credentials.js';
-import { waitWithinDeadline, type Waited } from './deadline.js';
+import { waitWithinDeadline, type Waited } from '../pipeline/deadline.js';
 import { unverifiedExpiry } from './identity-object.js';
 import { kubeApiFor, type KubeApi, type TokenReviewStatus } from './kube-client.js';
 import { tokenReviewIdentity } from './kube-identity.js';

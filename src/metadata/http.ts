@@ -11,7 +11,8 @@ import type { YNode } from '../policy/yaml-node.js';
 import { readDurationMs } from './durations.js';
 import { readBodyLimited, describeFetchError } from './fetch-util.js';
 import { compileResponseCache, responseCacheKey, sharedResponseCache, type ResponseCacheSpec } from './response-cache.js';
-import { checkSignal, DeadlineExceeded, untilAborted } from './signals.js';
+import { waitWithinDeadline } from '../pipeline/deadline.js';
+import { checkSignal } from './signals.js';
 import type { MetadataSourceFactory, SourceOutcome } from './source.js';
 import { likelySecrets, toCelValue } from './values.js';
 
@@ -226,19 +227,16 @@ export const httpSource: MetadataSourceFactory = ({ name, config, cache, sc }) =
         result = await call(req, checkSignal(ctx.signal, spec.timeoutMs));
       } else {
         const ttlMs = spec.cache.ttlMs;
-        try {
-          result = await untilAborted(
-            responses.getOrLoad(key, async () => {
-              // Shared by every waiter: bounded by the source's own timeout, not one caller's deadline.
-              const r = await call(req, AbortSignal.timeout(spec.timeoutMs));
-              return { value: r, ttlMs: r.outcome.kind === 'ok' ? ttlMs : 0 };
-            }),
-            ctx.signal,
-          );
-        } catch (err) {
-          if (!(err instanceof DeadlineExceeded)) throw err;
-          return { kind: 'deny', status: 503, reason: `${label} (${req.url.host}) gave no answer within the deadline` };
-        }
+        const waited = await waitWithinDeadline(
+          responses.getOrLoad(key, async () => {
+            // Shared by every waiter: bounded by the source's own timeout, not one caller's deadline.
+            const r = await call(req, AbortSignal.timeout(spec.timeoutMs));
+            return { value: r, ttlMs: r.outcome.kind === 'ok' ? ttlMs : 0 };
+          }),
+          ctx,
+        );
+        if (!waited.done) return { kind: 'deny', status: 503, reason: `${label} (${req.url.host}) gave no answer within the deadline` };
+        result = waited.value;
       }
       ctx.secrets.push(...result.secrets);
       return result.outcome;

@@ -22,7 +22,7 @@ import { compileField, type SectionContext } from '../pipeline/section.js';
 import type { Services } from '../pipeline/services.js';
 import type { YNode } from '../policy/yaml-node.js';
 import { readDurationMs } from './durations.js';
-import { DeadlineExceeded, untilAborted } from './signals.js';
+import { waitForLoad } from '../pipeline/deadline.js';
 import type { MetadataSourceFactory, SourceOutcome } from './source.js';
 import { stringLeaves, toCelValue } from './values.js';
 import { VaultClient, VaultError, type KvSecret, type VaultLogin, type VaultTarget } from './vault-client.js';
@@ -242,13 +242,10 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
     const secretKey = `${identityKey}\0${readScope}\0${path}`;
     const cached = secrets.getOrLoad(secretKey, () => load(identityKey, jwt, path));
     if (!(cached instanceof Promise)) return withSecret(ctx, cached);
-    return untilAborted(cached, ctx.signal).then(
-      (result) => withSecret(ctx, result),
-      (err: unknown): SourceOutcome => {
-        if (!(err instanceof DeadlineExceeded)) return { kind: 'deny', status: 503, reason: `${label}: Vault call failed` };
-        ctx.gaveUpOn(cached);
-        return { kind: 'deny', status: 503, reason: `${label}: Vault gave no answer within the deadline` };
-      },
+    return waitForLoad(cached, ctx).then(
+      (waited): SourceOutcome =>
+        waited.done ? withSecret(ctx, waited.value) : { kind: 'deny', status: 503, reason: `${label}: Vault gave no answer within the deadline` },
+      (): SourceOutcome => ({ kind: 'deny', status: 503, reason: `${label}: Vault call failed` }),
     );
   }
 
@@ -271,13 +268,10 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
       }
       const jwt = loginJwt(ctx);
       if (!(jwt instanceof Promise)) return withJwt(ctx, jwt, path);
-      return untilAborted(jwt, ctx.signal).then(
-        (j) => withJwt(ctx, j, path),
-        (err: unknown): SourceOutcome => {
-          if (!(err instanceof DeadlineExceeded)) return { kind: 'deny', status: 503, reason: `${label}: the ServiceAccount token file could not be read` };
-          ctx.gaveUpOn(jwt);
-          return { kind: 'deny', status: 503, reason: `${label}: no answer within the deadline` };
-        },
+      return waitForLoad(jwt, ctx).then(
+        (waited): MaybePromise<SourceOutcome> =>
+          waited.done ? withJwt(ctx, waited.value, path) : { kind: 'deny', status: 503, reason: `${label}: no answer within the deadline` },
+        (): SourceOutcome => ({ kind: 'deny', status: 503, reason: `${label}: the ServiceAccount token file could not be read` }),
       );
     },
   };

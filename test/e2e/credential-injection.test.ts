@@ -255,6 +255,8 @@ describe('the same flow with the vault source (examples/vault)', () => {
     const r = await openai(vaultServer, slow);
     expect(r.httpStatus).toBe(503);
     expect(performance.now() - t0).toBeLessThan(DEADLINE_MS * 2);
+    // The source stops waiting just before the deadline, so the answer says which backend was slow.
+    expect(JSON.parse(r.body).reason).toContain('Vault gave no answer within the deadline');
   });
 
   it('sets x-api-key for Anthropic and removes the workload`s Authorization', async () => {

@@ -1,7 +1,9 @@
-// Waiting for an identity backend inside one Check's budget. A shared (coalesced) backend call keeps running on
+// Waiting for a backend (identity, metadata) inside one Check's budget. A shared (coalesced) backend call keeps running on
 // its own timeout when one caller gives up, so its answer still fills the cache for the next request; each
-// caller stops waiting a little before its deadline so that it can still answer 503 with a precise reason.
-import type { CheckContext } from '../pipeline/context.js';
+// caller stops waiting a little before its deadline so that it can still answer 503 with a precise reason
+// (the authorizer's own deadline 503 says only that time ran out), and leaves the load with the Check
+// (gaveUpOn) so that the authorizer can finish the work in the background.
+import type { CheckContext } from './context.js';
 
 /** Time kept back from the Check deadline to build and send our own answer. */
 const ANSWER_MARGIN_MS = 5;
@@ -17,10 +19,11 @@ export type Waited<T> = { readonly done: true; readonly value: T } | { readonly 
  */
 export function waitWithinDeadline<T>(work: T | Promise<T>, ctx: WaitingCheck): Waited<T> | Promise<Waited<T>> {
   if (!(work instanceof Promise)) return { done: true, value: work };
-  return waitForPromise(work, ctx);
+  return waitForLoad(work, ctx);
 }
 
-async function waitForPromise<T>(work: Promise<T>, ctx: WaitingCheck): Promise<Waited<T>> {
+/** The same for a load known to be pending: always a promise. A load that fails rejects it. */
+export async function waitForLoad<T>(work: Promise<T>, ctx: WaitingCheck): Promise<Waited<T>> {
   const budget = ctx.deadline - ANSWER_MARGIN_MS - Date.now();
   if (budget <= 0 || ctx.signal.aborted) {
     work.catch(() => undefined);

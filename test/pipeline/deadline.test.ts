@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { waitWithinDeadline } from '../../src/identity/deadline.js';
+import { waitWithinDeadline } from '../../src/pipeline/deadline.js';
 
 const ctx = (budgetMs: number, signal = new AbortController().signal) => ({ deadline: Date.now() + budgetMs, signal });
 
