@@ -1,7 +1,7 @@
-// GET a small JSON document (OIDC discovery, a JWKS) over HTTPS, trusting the system roots or a given CA.
+// GET a small JSON document (OIDC discovery, a JWKS) over HTTPS, trusting the system roots or a given CA,
+// through the backends' pooled HTTP client.
 // Plain HTTP is accepted only for loopback addresses (local development and tests).
-import http from 'node:http';
-import https from 'node:https';
+import { HttpPool, PoolRequestError } from '../backends/http-pool.js';
 
 const MAX_BODY_BYTES = 1024 * 1024;
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
@@ -29,52 +29,38 @@ export function urlProblem(url: string): string | undefined {
   return `"${url}" must be an https URL (plain http only on loopback)`;
 }
 
+/** A pool for one key source's few fetches (discovery, the key set): two kept-alive connections per origin. */
+export function jsonPool(ca?: string | Buffer): HttpPool {
+  return new HttpPool({ maxSockets: 2, idleTimeoutMs: 15_000, ...(ca ? { tls: { ca } } : {}) });
+}
+
 export interface HttpJsonOptions {
-  /** PEM of the CA(s) to trust instead of the system roots. */
-  readonly ca?: string | Buffer;
   readonly headers?: Record<string, string>;
   readonly signal: AbortSignal;
 }
 
-export function getJson(url: string, opts: HttpJsonOptions): Promise<unknown> {
+/** GET `url` through `pool` and parse the answer; rejects with a secret-free HttpJsonError. */
+export async function getJson(pool: HttpPool, url: string, opts: HttpJsonOptions): Promise<unknown> {
   const u = new URL(url);
   const where = `${u.host}${u.pathname}`;
-  return new Promise<unknown>((resolve, reject) => {
-    const onResponse = (res: http.IncomingMessage): void => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      res.on('data', (c: Buffer) => {
-        size += c.length;
-        if (size > MAX_BODY_BYTES) {
-          res.destroy();
-          reject(new HttpJsonError(`GET ${where}: answer larger than ${MAX_BODY_BYTES} bytes`));
-          return;
-        }
-        chunks.push(c);
-      });
-      res.on('error', () => reject(new HttpJsonError(`GET ${where}: connection failed`)));
-      res.on('end', () => {
-        const status = res.statusCode ?? 0;
-        if (status < 200 || status > 299) {
-          reject(new HttpJsonError(`GET ${where}: HTTP ${status}`, status));
-          return;
-        }
-        try {
-          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
-        } catch {
-          reject(new HttpJsonError(`GET ${where}: the answer is not JSON`, status));
-        }
-      });
-    };
-    const headers = { accept: 'application/json', ...opts.headers };
-    const req =
-      u.protocol === 'https:'
-        ? https.request(u, { method: 'GET', headers, signal: opts.signal, ...(opts.ca ? { ca: opts.ca } : {}) }, onResponse)
-        : http.request(u, { method: 'GET', headers, signal: opts.signal }, onResponse);
-    req.on('error', (err: NodeJS.ErrnoException) => {
-      const why = err.name === 'AbortError' ? 'no answer in time' : (err.code ?? 'connection failed');
-      reject(new HttpJsonError(`GET ${where}: ${why}`));
+  let res;
+  try {
+    res = await pool.request(u, {
+      method: 'GET',
+      headers: { accept: 'application/json', ...opts.headers },
+      signal: opts.signal,
+      maxResponseBytes: MAX_BODY_BYTES,
     });
-    req.end();
-  });
+  } catch (err) {
+    if (!(err instanceof PoolRequestError)) throw err;
+    const why =
+      err.failure === 'aborted' ? 'no answer in time' : err.failure === 'too-large' ? `answer larger than ${MAX_BODY_BYTES} bytes` : err.reason;
+    throw new HttpJsonError(`GET ${where}: ${why}`, err.status);
+  }
+  if (res.status < 200 || res.status > 299) throw new HttpJsonError(`GET ${where}: HTTP ${res.status}`, res.status);
+  try {
+    return JSON.parse(res.text);
+  } catch {
+    throw new HttpJsonError(`GET ${where}: the answer is not JSON`, res.status);
+  }
 }

@@ -11,7 +11,8 @@ import { andThen } from '../pipeline/maybe-async.js';
 import type { Services } from '../pipeline/services.js';
 import type { YNode } from '../policy/yaml-node.js';
 import { challengeFor } from './credentials.js';
-import { getJson, urlProblem } from './http-json.js';
+import type { HttpPool } from '../backends/http-pool.js';
+import { getJson, jsonPool, urlProblem } from './http-json.js';
 import { convenienceFields, deepFreeze, resolveBesidePolicy } from './identity-object.js';
 import { JWKS_DEFAULT_REFRESH_MS, JWKS_UNKNOWN_KID_COOLDOWN_MS, jwksStoreFor, KeysUnavailableError, type KeySource } from './jwks.js';
 import { kubeApiFor } from './kube-client.js';
@@ -189,11 +190,14 @@ function kubernetesKeySource(services: Services): KeySource {
 }
 
 function discoveryKeySource(issuerUrl: string, ca: Buffer | undefined, caFile: string | undefined): KeySource {
+  // Made on the first fetch: a source a reload replaces before its store fetched anything costs nothing.
+  let connections: HttpPool | undefined;
+  const pool = (): HttpPool => (connections ??= jsonPool(ca));
   return {
     id: `issuer:${issuerUrl}|${caFile ?? ''}`,
     describe: issuerUrl,
     async load(signal) {
-      const discovery = (await getJson(`${issuerUrl}/.well-known/openid-configuration`, { ca, signal })) as {
+      const discovery = (await getJson(pool(), `${issuerUrl}/.well-known/openid-configuration`, { signal })) as {
         issuer?: unknown;
         jwks_uri?: unknown;
       };
@@ -203,18 +207,21 @@ function discoveryKeySource(issuerUrl: string, ca: Buffer | undefined, caFile: s
       if (typeof discovery.jwks_uri !== 'string' || urlProblem(discovery.jwks_uri)) {
         throw new Error(`${issuerUrl}: discovery has no usable jwks_uri`);
       }
-      const jwks = await getJson(discovery.jwks_uri, { ca, signal });
+      const jwks = await getJson(pool(), discovery.jwks_uri, { signal });
       return { jwks: jwks as never, issuer: discovery.issuer };
     },
   };
 }
 
 function urlKeySource(jwksUrl: string, ca: Buffer | undefined, caFile: string | undefined): KeySource {
+  // Made on the first fetch: a source a reload replaces before its store fetched anything costs nothing.
+  let connections: HttpPool | undefined;
+  const pool = (): HttpPool => (connections ??= jsonPool(ca));
   return {
     id: `jwks:${jwksUrl}|${caFile ?? ''}`,
     describe: jwksUrl,
     async load(signal) {
-      return { jwks: (await getJson(jwksUrl, { ca, signal })) as never };
+      return { jwks: (await getJson(pool(), jwksUrl, { signal })) as never };
     },
   };
 }
