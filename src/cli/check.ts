@@ -77,30 +77,24 @@ export async function runCheck(argv: readonly string[], io: CliIo = consoleIo): 
     if (i <= 0) throw new UsageError(`--context expects key=value, got "${c}"`);
     contextExtensions[c.slice(0, i)] = c.slice(i + 1);
   }
+  const spec: RequestSpec = {
+    host,
+    method: one('method'),
+    path: one('path'),
+    headers,
+    principal: one('principal'),
+    contextExtensions,
+    body: one('body'),
+  };
   if (one('explain') === 'true') {
-    const spec: RequestSpec = {
-      host,
-      method: one('method'),
-      path: one('path'),
-      headers,
-      principal: one('principal'),
-      contextExtensions,
-      body: one('body'),
-    };
     const adminAddr = one('admin-addr') ?? process.env.EGRESS_AUTHZ_ADMIN_ADDR ?? '127.0.0.1:8080';
     return explainOnServer(adminAddr, spec, one('json') === 'true', io);
   }
   const client = new CheckClient(addr);
   try {
     const r = await client.check({
-      host,
-      method: one('method'),
-      path: one('path'),
-      headers,
-      principal: one('principal'),
-      contextExtensions,
+      ...spec,
       rawHeaders: one('raw-headers') === 'true',
-      body: one('body'),
     });
     io.out(one('json') === 'true' ? JSON.stringify(r.raw, null, 2) : formatCheckResult(r));
     return r.allowed ? 0 : 1;
