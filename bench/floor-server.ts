@@ -1,47 +1,77 @@
-// The floor: a grpc-js server that answers every Check with a fixed OkHttpResponse and does nothing else.
-// It decodes the request and encodes the response with egress-authz's own codec (src/envoy/codec.ts) and
-// server options, so the difference between the two is the authorization work, not the transport.
-// Usage: node --import tsx bench/floor-server.ts --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT
+// The floors: servers that answer every Check with a fixed OkHttpResponse and do nothing else.
+//   --transport grpc-js (default): a bare @grpc/grpc-js server, the floor the issue's targets are set against.
+//   --transport h2: egress-authz's own transport (src/server/grpc-transport.ts) with the same no-op handler, so
+//     the table shows the part of a Check that is transport and the part that is authorization.
+// Both decode the request and encode the response with egress-authz's codec (src/envoy/codec.ts).
+// Usage: node --import tsx bench/floor-server.ts --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT [--transport h2]
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { deserializeCheckRequest, serializeCheckResponse } from '../src/envoy/codec.js';
+import { startGrpcTransport } from '../src/server/grpc-transport.js';
 
-function flag(name: string): string {
+function flag(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? process.argv[i + 1] : undefined;
-  if (!v) throw new Error(`floor-server: --${name} host:port is required`);
+  const v = i >= 0 ? process.argv[i + 1] : fallback;
+  if (!v) throw new Error(`floor-server: --${name} is required`);
   return v;
 }
 
+const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const OK_RESPONSE = { status: { code: 0 }, okResponse: {} };
 let answered = 0;
 
-const service: grpc.ServiceDefinition = {
-  Check: {
-    path: '/envoy.service.auth.v3.Authorization/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (v: unknown) => v as Buffer,
-    requestDeserialize: deserializeCheckRequest,
-    responseSerialize: serializeCheckResponse,
-    responseDeserialize: (b: Buffer) => b,
-  },
-};
+async function startGrpcJsFloor(listen: string): Promise<() => Promise<void>> {
+  const service: grpc.ServiceDefinition = {
+    Check: {
+      path: CHECK_PATH,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (v: unknown) => v as Buffer,
+      requestDeserialize: deserializeCheckRequest,
+      responseSerialize: serializeCheckResponse,
+      responseDeserialize: (b: Buffer) => b,
+    },
+  };
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  server.addService(service, {
+    Check: (_call: grpc.ServerUnaryCall<unknown, object>, callback: grpc.sendUnaryData<object>) => {
+      answered++;
+      callback(null, OK_RESPONSE);
+    },
+  });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  return () => new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+}
 
-const server = new grpc.Server({
-  'grpc.max_receive_message_length': 8 * 1024 * 1024,
-  'grpc.keepalive_permit_without_calls': 1,
-});
-server.addService(service, {
-  Check: (_call: grpc.ServerUnaryCall<unknown, object>, callback: grpc.sendUnaryData<object>) => {
-    answered++;
-    callback(null, OK_RESPONSE);
-  },
-});
+async function startTransportFloor(listen: string): Promise<() => Promise<void>> {
+  const transport = await startGrpcTransport(
+    listen,
+    [
+      {
+        kind: 'unary',
+        path: CHECK_PATH,
+        decode: deserializeCheckRequest,
+        encode: serializeCheckResponse,
+        handle(_request: unknown, reply) {
+          answered++;
+          reply.ok(OK_RESPONSE);
+        },
+      },
+    ],
+    { maxReceiveMessageBytes: MAX_MESSAGE_BYTES },
+  );
+  return () => transport.close();
+}
 
-await new Promise<void>((resolve, reject) =>
-  server.bindAsync(flag('listen'), grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-);
+const transport = flag('transport', 'grpc-js');
+if (transport !== 'grpc-js' && transport !== 'h2') throw new Error(`floor-server: --transport is grpc-js or h2, not ${transport}`);
+const stopGrpc = await (transport === 'h2' ? startTransportFloor : startGrpcJsFloor)(flag('listen'));
 
 // The same counter name egress-authz exports, so the harness verifies both servers the same way.
 const [adminHost, adminPort] = flag('admin-listen').split(':') as [string, string];
@@ -59,7 +89,7 @@ admin.listen(Number(adminPort), adminHost);
 
 const stop = () => {
   admin.close();
-  server.tryShutdown(() => process.exit(0));
+  void stopGrpc().then(() => process.exit(0));
 };
 process.once('SIGTERM', stop);
 process.once('SIGINT', stop);

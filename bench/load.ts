@@ -1,5 +1,7 @@
 // The load table: the floor and every scenario, driven by h2load at each concurrency, verified against the
-// server's own decision counters, medians of N runs.
+// server's own decision counters, medians of N runs. The floor server stays up for the whole benchmark and
+// every scenario run is paired with a floor run just before it: the ratios are medians of those pairs, so a
+// machine whose speed drifts (a shared VM) moves both sides of each ratio alike.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,7 +41,10 @@ export interface Row {
   meanMs?: number;
   p50Ms?: number;
   p99Ms?: number;
+  /** rps / the floor's rps: the median over runs each paired with a floor run just before it. */
   ratio?: number;
+  /** p99 / the floor's p99, paired the same way. */
+  p99Ratio?: number;
   peakRssMiB?: number;
   /** Server CPU time per Check (user + system), µs: what a Check costs, whatever else runs on the machine. */
   cpuUsPerCheck?: number;
@@ -48,6 +53,7 @@ export interface Row {
 }
 
 const FLOOR_TITLE = 'Floor: no-op grpc-js Check server';
+const TRANSPORT_FLOOR_TITLE = "No-op Check on egress-authz's transport (node:http2)";
 const WARM_UP_REQUESTS = 3_000;
 const MIN_REQUESTS = 2_000;
 const SAMPLE_RETRY_MS = 15_000;
@@ -71,12 +77,33 @@ interface Target {
 
 class Verification extends Error {}
 
-async function measureTarget(target: Target, opts: LoadOptions, floorRps: Map<number, number>, log: (s: string) => void): Promise<Row[]> {
-  const bodyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'egress-authz-bench-body-'));
-  const bodyFile = path.join(bodyDir, 'check.grpc');
-  fs.writeFileSync(bodyFile, grpcFrame(target.message));
+/** The floor server, kept running while the scenarios are measured, and the request it is driven with. */
+interface PairedFloor {
+  server: ServerProcess;
+  bodyFile: string;
+}
+
+function writeBody(message: Buffer): string {
+  const bodyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'egress-authz-bench-body-')), 'check.grpc');
+  fs.writeFileSync(bodyFile, grpcFrame(message));
+  return bodyFile;
+}
+
+/**
+ * Measures one target at every concurrency. With `floor`, each run is preceded by a floor run of the same
+ * shape and the row's ratios are medians over those pairs. `keep` leaves the server running for the caller.
+ */
+async function measureTarget(
+  target: Target,
+  opts: LoadOptions,
+  log: (s: string) => void,
+  floor?: PairedFloor,
+  keep?: (server: ServerProcess, bodyFile: string) => void,
+): Promise<Row[]> {
+  const bodyFile = writeBody(target.message);
   const server = await target.start();
   const rows: Row[] = [];
+  let kept = false;
   try {
     if (target.workers > 1 && server.workerPids().length < target.workers) {
       return [{ title: target.title, concurrency: 0, note: `skipped: serve --workers ${target.workers} started ${server.workerPids().length} worker processes` }];
@@ -93,12 +120,23 @@ async function measureTarget(target: Target, opts: LoadOptions, floorRps: Map<nu
       const shape = shapeFor(concurrency);
       const warm = await verifiedRun(server, bodyFile, shape, WARM_UP_REQUESTS);
       const requests = Math.max(MIN_REQUESTS, Math.round(warm.rps * opts.seconds));
+      const floorRequests = floor
+        ? Math.max(MIN_REQUESTS, Math.round((await verifiedRun(floor.server, floor.bodyFile, shape, WARM_UP_REQUESTS)).rps * opts.seconds))
+        : 0;
       const results: LoadResult[] = [];
       const cpuPerCheck: number[] = [];
+      const ratios: number[] = [];
+      const p99Ratios: number[] = [];
       for (let i = 0; i < opts.runs; i++) {
+        const floorRun = floor ? await verifiedRun(floor.server, floor.bodyFile, shape, floorRequests) : undefined;
         const cpu0 = server.cpuSeconds();
-        results.push(await verifiedRun(server, bodyFile, shape, requests));
+        const result = await verifiedRun(server, bodyFile, shape, requests);
         cpuPerCheck.push(((server.cpuSeconds() - cpu0) / requests) * 1e6);
+        results.push(result);
+        if (floorRun) {
+          ratios.push(result.rps / floorRun.rps);
+          p99Ratios.push(result.p99Ms / floorRun.p99Ms);
+        }
       }
       const row: Row = {
         title: target.title,
@@ -110,9 +148,8 @@ async function measureTarget(target: Target, opts: LoadOptions, floorRps: Map<nu
         peakRssMiB: server.peakRssBytes() / 2 ** 20,
         cpuUsPerCheck: median(cpuPerCheck),
         checks: results.reduce((n, r) => n + r.requests, 0) + WARM_UP_REQUESTS,
+        ...(floor ? { ratio: median(ratios), p99Ratio: median(p99Ratios) } : {}),
       };
-      const floor = floorRps.get(concurrency);
-      if (floor) row.ratio = row.rps! / floor;
       log(formatProgress(row));
       rows.push(row);
     }
@@ -121,8 +158,14 @@ async function measureTarget(target: Target, opts: LoadOptions, floorRps: Map<nu
     if (err instanceof Verification) return [...rows, { title: target.title, concurrency: 0, note: `failed: ${err.message}` }];
     throw err;
   } finally {
-    await server.stop();
-    fs.rmSync(bodyDir, { recursive: true, force: true });
+    if (keep && rows.every((r) => !r.note)) {
+      keep(server, bodyFile);
+      kept = true;
+    }
+    if (!kept) {
+      await server.stop();
+      fs.rmSync(path.dirname(bodyFile), { recursive: true, force: true });
+    }
   }
 }
 
@@ -178,7 +221,7 @@ async function verifiedRun(server: ServerProcess, bodyFile: string, shape: LoadS
 }
 
 function formatProgress(r: Row): string {
-  const ratio = r.ratio === undefined ? '' : `  ${(r.ratio * 100).toFixed(0)}% of floor`;
+  const ratio = r.ratio === undefined ? '' : `  ${(r.ratio * 100).toFixed(0)}% of floor (p99 ${fmt(r.p99Ratio, 2)}×)`;
   return `  c=${String(r.concurrency).padEnd(3)} ${fmt(r.rps, 0).padStart(7)} rps  mean ${fmt(r.meanMs, 2)} ms  p50 ${fmt(r.p50Ms, 2)}  p99 ${fmt(r.p99Ms, 2)}${ratio}  CPU ${fmt(r.cpuUsPerCheck, 0)} µs/check  peak RSS ${fmt(r.peakRssMiB, 0)} MiB`;
 }
 
@@ -210,10 +253,14 @@ function scenarioTarget(s: Scenario, env: ScenarioEnv, policiesDir: string, redi
   };
 }
 
-/** The floor decodes the same request the identity scenarios send (with a ~1 KB ServiceAccount token). */
-function floorTarget(runner: Runner, cpuProfile: LoadOptions['cpuProfile'], env: ScenarioEnv): Target {
+/**
+ * The floor decodes the same request the identity scenarios send (with a ~1 KB ServiceAccount token).
+ * `grpc-js` is the floor the targets are set against; `h2` is the same no-op on egress-authz's own transport.
+ */
+function floorTarget(runner: Runner, cpuProfile: LoadOptions['cpuProfile'], env: ScenarioEnv, transport: 'grpc-js' | 'h2'): Target {
+  const id = transport === 'h2' ? 'floor-h2' : 'floor';
   return {
-    title: FLOOR_TITLE,
+    title: transport === 'h2' ? TRANSPORT_FLOOR_TITLE : FLOOR_TITLE,
     workers: 1,
     message: serializeCheckRequest(buildCheckRequest(workloadRequestFor(env.token))),
     verify: (r) => (r.allowed ? undefined : 'the floor did not answer OK'),
@@ -221,8 +268,8 @@ function floorTarget(runner: Runner, cpuProfile: LoadOptions['cpuProfile'], env:
       spawnServer({
         script: 'bench/floor-server',
         runner,
-        args: [],
-        nodeFlags: cpuProfile?.scenario === 'floor' ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfile.dir}`] : [],
+        args: ['--transport', transport],
+        nodeFlags: cpuProfile?.scenario === id ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfile.dir}`] : [],
       }),
   };
 }
@@ -238,17 +285,21 @@ export async function runLoadBenchmark(opts: LoadOptions): Promise<{ rows: Row[]
   const backends: Backends = await startBackends();
   const env: ScenarioEnv = { backends, token: backends.workloadToken(BENCH_SERVICE_ACCOUNT) };
   const rows: Row[] = [];
-  const floorRps = new Map<number, number>();
   const dirs: string[] = [];
   let profiledStartupMs: number | undefined;
+  let floor: PairedFloor | undefined;
   try {
     log(FLOOR_TITLE);
-    const floor = floorTarget(opts.runner, opts.cpuProfile, env);
-    const floorRows = await measureTarget(floor, opts, floorRps, log);
-    if (opts.cpuProfile?.scenario === 'floor') profiledStartupMs = floor.loadStartedMs;
-    for (const r of floorRows) if (r.rps) floorRps.set(r.concurrency, r.rps);
-    for (const r of floorRows) if (r.rps) r.ratio = 1;
+    const floorTargetSpec = floorTarget(opts.runner, opts.cpuProfile, env, 'grpc-js');
+    const floorRows = await measureTarget(floorTargetSpec, opts, log, undefined, (server, bodyFile) => (floor = { server, bodyFile }));
+    if (opts.cpuProfile?.scenario === 'floor') profiledStartupMs = floorTargetSpec.loadStartedMs;
+    for (const r of floorRows) if (r.rps) Object.assign(r, { ratio: 1, p99Ratio: 1 });
     rows.push(...floorRows);
+    if (!floor) throw new Error(`the floor did not measure: ${floorRows.map((r) => r.note).join('; ')}`);
+    log(TRANSPORT_FLOOR_TITLE);
+    const transportFloor = floorTarget(opts.runner, opts.cpuProfile, env, 'h2');
+    rows.push(...(await measureTarget(transportFloor, opts, log, floor)));
+    if (opts.cpuProfile?.scenario === 'floor-h2') profiledStartupMs = transportFloor.loadStartedMs;
 
     for (const s of scenarios) {
       log(s.title);
@@ -271,12 +322,16 @@ export async function runLoadBenchmark(opts: LoadOptions): Promise<{ rows: Row[]
         continue;
       }
       const target = scenarioTarget(s, env, dir, redisUrl, opts);
-      const scenarioRows = await measureTarget(target, opts, floorRps, log);
+      const scenarioRows = await measureTarget(target, opts, log, floor);
       if (opts.cpuProfile?.scenario === s.id) profiledStartupMs = target.loadStartedMs;
       for (const r of scenarioRows) if (r.note) log(`  ${r.note}`);
       rows.push(...scenarioRows);
     }
   } finally {
+    if (floor) {
+      await floor.server.stop();
+      fs.rmSync(path.dirname(floor.bodyFile), { recursive: true, force: true });
+    }
     await backends.close();
     for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
   }
@@ -286,16 +341,16 @@ export async function runLoadBenchmark(opts: LoadOptions): Promise<{ rows: Row[]
 
 export function renderTable(rows: readonly Row[]): string {
   const lines = [
-    '| scenario | concurrency | rps | mean ms | p50 ms | p99 ms | rps vs floor | server CPU µs/check | peak RSS MiB |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| scenario | concurrency | rps | mean ms | p50 ms | p99 ms | rps vs floor | p99 vs floor | server CPU µs/check | peak RSS MiB |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     if (r.note) {
-      lines.push(`| ${r.title} | – | ${r.note.replaceAll('|', '\\|')} | | | | | | |`);
+      lines.push(`| ${r.title} | – | ${r.note.replaceAll('|', '\\|')} | | | | | | | |`);
       continue;
     }
     lines.push(
-      `| ${r.title} | ${r.concurrency} | ${fmt(r.rps, 0)} | ${fmt(r.meanMs, 3)} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${r.ratio === undefined ? '–' : `${(r.ratio * 100).toFixed(0)}%`} | ${fmt(r.cpuUsPerCheck, 0)} | ${fmt(r.peakRssMiB, 0)} |`,
+      `| ${r.title} | ${r.concurrency} | ${fmt(r.rps, 0)} | ${fmt(r.meanMs, 3)} | ${fmt(r.p50Ms, 3)} | ${fmt(r.p99Ms, 3)} | ${r.ratio === undefined ? '–' : `${(r.ratio * 100).toFixed(0)}%`} | ${r.p99Ratio === undefined ? '–' : `${fmt(r.p99Ratio, 2)}×`} | ${fmt(r.cpuUsPerCheck, 0)} | ${fmt(r.peakRssMiB, 0)} |`,
     );
   }
   return lines.join('\n');
@@ -314,7 +369,8 @@ function renderMarkdown(rows: readonly Row[], opts: LoadOptions, machine: string
     `Load: h2load, one thread, pre-framed gRPC CheckRequest; concurrency ${shapes.join('; ')}.`,
     ...(opts.extraServeArgs.length ? [`egress-authz ran with extra flags: \`${opts.extraServeArgs.join(' ')}\`.`] : []),
     ...(opts.extraNodeFlags.length ? [`egress-authz ran with node flags: \`${opts.extraNodeFlags.join(' ')}\`.`] : []),
-    `Each point: a verified warm-up of ${WARM_UP_REQUESTS} requests, then the median of ${opts.runs} run(s) of ~${opts.seconds} s.`,
+    `Each point: a verified warm-up of ${WARM_UP_REQUESTS} requests, then the median of ${opts.runs} run(s) of ~${opts.seconds} s. ` +
+      `The floor server stays up throughout: each scenario run follows a floor run of the same shape, and "vs floor" is the median of those paired ratios.`,
     `Every request of every run was checked against the server's own \`egress_authz_checks_total\` counter: ` +
       `${checks.toLocaleString('en-US')} checks, all answered allow (rows marked failed did not pass).`,
     '',

@@ -1,5 +1,5 @@
 // `npm run bench [-- <what>] [flags]`
-//   load (default)  the floor and every scenario under h2load → table, bench/results/<date>.md
+//   load (default)  the floors (grpc-js; our transport) and every scenario under h2load → table, bench/results/<date>.md
 //   hotpath         a warm Check's CPU by part (decode, authorizer, metrics, decision log, encode), in-process
 //   codec           CheckRequest decode / CheckResponse encode: proto-loader vs direct protobufjs vs @bufbuild/protobuf
 //   cold            time to first decision for new identities against slow fakes; 1,000 at once
@@ -9,7 +9,7 @@
 //   --node-flags "--max-semi-space-size=32" (extra node flags for every egress-authz server),
 //   --label NAME (results file bench/results/<date>-NAME.md, for variant runs),
 //   --runner tsx (run servers from src/ through tsx instead of compiling them into bench/.build),
-//   --cpu-prof <scenario id> (writes a .cpuprofile of that server under bench/results/tmp/ and prints its top frames)
+//   --cpu-prof <scenario id, floor or floor-h2> (writes a .cpuprofile of that server under bench/results/tmp/ and prints its top frames)
 import fs from 'node:fs';
 import path from 'node:path';
 import { runLoadBenchmark, renderTable } from './load.js';

@@ -1,4 +1,4 @@
-// protobufjs codecs for the ext_authz and health services, passed to grpc-js as serialize/deserialize.
+// protobufjs codecs for the ext_authz and health services: the gRPC transport's encode/decode functions.
 // Decoding yields protobufjs message objects that we read directly (no toObject conversion on the hot path).
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';

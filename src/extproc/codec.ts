@@ -1,5 +1,5 @@
-// protobufjs codec for envoy.service.ext_proc.v3 (proto/ext_proc.proto), passed to grpc-js as the
-// serialize/deserialize functions of the ExternalProcessor service and of the test client.
+// protobufjs codec for envoy.service.ext_proc.v3 (proto/ext_proc.proto): the encode/decode functions of the
+// ExternalProcessor service on our gRPC transport, and the serialize/deserialize of the grpc-js test client.
 import path from 'node:path';
 import protobuf from 'protobufjs';
 import { loadProtoRoot, type ProtoHeaderValue, type ProtoMetadata } from '../envoy/codec.js';
@@ -42,7 +42,7 @@ export interface ProtoProcessingRequest {
 /** A message that failed to decode: the stream ends with INVALID_ARGUMENT instead of crashing. */
 export class ExtProcDecodeError extends Error {}
 
-/** grpc-js turns a throwing deserializer into INTERNAL; decode failures are returned as values instead. */
+/** A throwing decoder would end the stream INTERNAL; decode failures are values, answered INVALID_ARGUMENT. */
 export function deserializeProcessingRequest(buf: Buffer): ProtoProcessingRequest | ExtProcDecodeError {
   try {
     return ProcessingRequestType.decode(buf) as unknown as ProtoProcessingRequest;

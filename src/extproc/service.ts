@@ -6,13 +6,13 @@
 // Envoy ignores answers and none are sent. Per-stream state lives in one Map entry, deleted when the stream
 // ends, is cancelled or fails; the usage is debited once per stream: at the end of the response body, or,
 // for a stream that ends early, with what was seen so far (docs: "What is debited").
-import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { budgetLedger } from '../budget/ledger.js';
 import { budgetMetrics, type BudgetMetrics } from '../budget/metrics.js';
 import { settle, type ResponseEnd } from '../budget/settlement.js';
 import type { BudgetGrant } from '../budget/grant.js';
 import type { Services } from '../pipeline/services.js';
+import { GrpcStatus, type GrpcMethod, type GrpcStatusCode, type StreamCall } from '../server/grpc-transport.js';
 import {
   deserializeProcessingRequest,
   EXT_PROC_SERVICE_NAME,
@@ -32,8 +32,8 @@ export interface ExtProcOptions {
 
 export interface ExtProcService {
   readonly name: string;
-  readonly definition: grpc.ServiceDefinition;
-  readonly implementation: grpc.UntypedServiceImplementation;
+  /** Process, for the gRPC server. */
+  readonly methods: readonly GrpcMethod[];
   /** Streams with state held now: 0 whenever Envoy has no stream open. */
   openStreams(): number;
   /** Resolves when every debit started so far has finished (for shutdown and tests). */
@@ -45,19 +45,7 @@ const DEFAULT_DEBIT_TIMEOUT_MS = 1000;
 /** Store failures are logged at most this often (metrics count every one). */
 const FAILURE_LOG_INTERVAL_MS = 60_000;
 
-const definition: grpc.ServiceDefinition = {
-  Process: {
-    path: PROCESS_PATH,
-    requestStream: true,
-    responseStream: true,
-    requestSerialize: (value: unknown) => value as Buffer,
-    requestDeserialize: deserializeProcessingRequest,
-    responseSerialize: serializeProcessingResponse,
-    responseDeserialize: (buffer: Buffer) => buffer,
-  },
-};
-
-type ProcessCall = grpc.ServerDuplexStream<ProtoProcessingRequest | ExtProcDecodeError, object>;
+type ProcessCall = StreamCall<ProtoProcessingRequest | ExtProcDecodeError, object>;
 
 /** The answer that continues unchanged, for each kind of message. */
 const CONTINUE = { response: {} };
@@ -155,7 +143,7 @@ export function createExtProcService(services: Services, options: ExtProcOptions
     const handle = async (request: ProtoProcessingRequest | ExtProcDecodeError): Promise<void> => {
       if (closed) return;
       if (request instanceof ExtProcDecodeError) {
-        fail(grpc.status.INVALID_ARGUMENT, request.message);
+        fail(GrpcStatus.INVALID_ARGUMENT, request.message);
         return;
       }
       stream.onMetadata(request.metadataContext);
@@ -194,7 +182,7 @@ export function createExtProcService(services: Services, options: ExtProcOptions
           answer(request, { responseTrailers: {} });
           return;
         default:
-          fail(grpc.status.INVALID_ARGUMENT, 'ProcessingRequest without a request, response or trailers message');
+          fail(GrpcStatus.INVALID_ARGUMENT, 'ProcessingRequest without a request, response or trailers message');
       }
     };
 
@@ -206,16 +194,16 @@ export function createExtProcService(services: Services, options: ExtProcOptions
       clearTimeout(timer);
     };
 
-    const fail = (code: grpc.status, details: string): void => {
+    const fail = (code: GrpcStatusCode, details: string): void => {
       if (closed) return;
       close(false);
-      call.emit('error', { code, details });
+      call.fail(code, details);
     };
 
     call.on('data', (request: ProtoProcessingRequest | ExtProcDecodeError) => {
       queue = queue.then(() => handle(request)).catch((error: unknown) => {
         logger.error({ err: error instanceof Error ? error.message : String(error) }, 'ext_proc message failed');
-        fail(grpc.status.INTERNAL, 'internal error');
+        fail(GrpcStatus.INTERNAL, 'internal error');
       });
     });
     // Envoy half-closes when the HTTP stream is done: answer what is queued, then close our side.
@@ -227,14 +215,14 @@ export function createExtProcService(services: Services, options: ExtProcOptions
       });
     });
     call.on('cancelled', () => close(false));
-    call.on('error', () => close(false));
     call.on('close', () => close(false));
   };
 
   return {
     name: EXT_PROC_SERVICE_NAME,
-    definition,
-    implementation: { Process: processStream },
+    methods: [
+      { kind: 'streaming', path: PROCESS_PATH, decode: deserializeProcessingRequest, encode: serializeProcessingResponse, handle: processStream },
+    ],
     openStreams: () => streams.size,
     async drain() {
       while (debitsInFlight.size > 0) await Promise.all([...debitsInFlight]);

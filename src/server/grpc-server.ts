@@ -1,5 +1,4 @@
 // The gRPC endpoint: envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health.
-import * as grpc from '@grpc/grpc-js';
 import {
   DecodeError,
   HealthCheckRequestType,
@@ -13,6 +12,7 @@ import { toCheckResponse } from '../envoy/response.js';
 import type { CheckOutcome } from '../pipeline/authorizer.js';
 import type { RequestView } from '../envoy/request-view.js';
 import type { MaybePromise } from '../pipeline/maybe-async.js';
+import { GrpcStatus, startGrpcTransport, type GrpcMethod, type StreamCall, type UnaryReply } from './grpc-transport.js';
 
 /** Answers a Check now (every cache warm) or later; throws or rejects only on a bug (→ INTERNAL). */
 export type CheckHandler = (view: RequestView) => MaybePromise<CheckOutcome>;
@@ -22,7 +22,7 @@ export const NOT_SERVING = 2;
 export const SERVICE_UNKNOWN = 3;
 
 function safeDeserialize(buf: Buffer): ProtoCheckRequest | DecodeError {
-  // grpc-js turns a throwing deserializer into INTERNAL; we want INVALID_ARGUMENT, so decode errors are values.
+  // A throwing decoder would answer INTERNAL; a malformed CheckRequest is INVALID_ARGUMENT, so errors are values.
   try {
     return deserializeCheckRequest(buf);
   } catch (err) {
@@ -30,40 +30,25 @@ function safeDeserialize(buf: Buffer): ProtoCheckRequest | DecodeError {
   }
 }
 
-const authorizationService: grpc.ServiceDefinition = {
-  Check: {
-    path: '/envoy.service.auth.v3.Authorization/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: (v: unknown) => v as Buffer,
-    requestDeserialize: safeDeserialize,
-    responseSerialize: serializeCheckResponse,
-    responseDeserialize: (b: Buffer) => b,
-  },
-};
+const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+
+interface HealthRequest {
+  service?: string;
+}
+interface HealthResponse {
+  status: number;
+}
 
 // A health request that does not decode asks for a service nobody has: the answer is NOT_FOUND, not a crash.
-function decodeHealthRequest(b: Buffer): { service?: string } {
+function decodeHealthRequest(b: Buffer): HealthRequest {
   try {
-    return HealthCheckRequestType.decode(b) as unknown as { service?: string };
+    return HealthCheckRequestType.decode(b) as unknown as HealthRequest;
   } catch {
     return { service: '\0invalid' };
   }
 }
 
-function healthMethod(name: 'Check' | 'Watch'): grpc.MethodDefinition<unknown, { status: number }> {
-  return {
-    path: `/grpc.health.v1.Health/${name}`,
-    requestStream: false,
-    responseStream: name === 'Watch',
-    requestSerialize: (v: unknown) => v as Buffer,
-    requestDeserialize: decodeHealthRequest,
-    responseSerialize: (v: { status: number }) => Buffer.from(HealthCheckResponseType.encode(v).finish()),
-    responseDeserialize: (b: Buffer) => ({ status: (HealthCheckResponseType.decode(b) as unknown as { status: number }).status }),
-  };
-}
-
-const healthService: grpc.ServiceDefinition = { Check: healthMethod('Check'), Watch: healthMethod('Watch') };
+const encodeHealthResponse = (v: HealthResponse): Uint8Array => HealthCheckResponseType.encode(v).finish();
 
 const KNOWN_SERVICES = new Set(['', 'envoy.service.auth.v3.Authorization']);
 
@@ -75,7 +60,6 @@ export interface CheckCounts {
 }
 
 export interface GrpcServerHandle {
-  readonly server: grpc.Server;
   readonly port: number;
   setServing(serving: boolean): void;
   /** Checks started and not yet answered. */
@@ -88,12 +72,14 @@ export interface GrpcServerHandle {
   shutdown(timeoutMs: number): Promise<{ dropped: number }>;
 }
 
-/** Another service on the same server (the ext_proc processor): registered before bind, known to health checks. */
+/** Another service on the same server (the ext_proc processor): its methods, and its name for health checks. */
 export interface ExtraGrpcService {
   readonly name: string;
-  readonly definition: grpc.ServiceDefinition;
-  readonly implementation: grpc.UntypedServiceImplementation;
+  readonly methods: readonly GrpcMethod[];
 }
+
+/** Largest CheckRequest accepted (Envoy's with_request_body can carry a body up to its own limit). */
+const MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export async function startGrpcServer(
   listen: string,
@@ -101,27 +87,23 @@ export async function startGrpcServer(
   onInvalid?: (reason: string) => void,
   extraServices: readonly ExtraGrpcService[] = [],
 ): Promise<GrpcServerHandle> {
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': 8 * 1024 * 1024,
-    'grpc.keepalive_permit_without_calls': 1,
-  });
   let serving = false;
   let started = 0;
   let answered = 0;
-  const watchers = new Set<grpc.ServerWritableStream<{ service?: string }, { status: number }>>();
+  const watchers = new Map<StreamCall<HealthRequest, HealthResponse>, string | undefined>();
   const known = new Set([...KNOWN_SERVICES, ...extraServices.map((extra) => extra.name)]);
   const statusFor = (service: string | undefined) =>
     !known.has(service ?? '') ? SERVICE_UNKNOWN : serving ? SERVING : NOT_SERVING;
 
-  server.addService(authorizationService, {
-    Check: (
-      call: grpc.ServerUnaryCall<ProtoCheckRequest | DecodeError, object>,
-      callback: grpc.sendUnaryData<object>,
-    ) => {
-      const req = call.request;
+  const check: GrpcMethod = {
+    kind: 'unary',
+    path: CHECK_PATH,
+    decode: safeDeserialize,
+    encode: serializeCheckResponse,
+    handle(req: ProtoCheckRequest | DecodeError, reply: UnaryReply<object>) {
       if (req instanceof DecodeError) {
         onInvalid?.(req.message);
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: req.message });
+        reply.fail(GrpcStatus.INVALID_ARGUMENT, req.message);
         return;
       }
       let view: RequestView;
@@ -130,17 +112,17 @@ export async function startGrpcServer(
       } catch (err) {
         const msg = err instanceof InvalidCheckRequest ? err.message : 'invalid CheckRequest';
         onInvalid?.(msg);
-        callback({ code: grpc.status.INVALID_ARGUMENT, details: msg });
+        reply.fail(GrpcStatus.INVALID_ARGUMENT, msg);
         return;
       }
       started++;
       const answer = (outcome: CheckOutcome) => {
         answered++;
-        callback(null, toCheckResponse(outcome.decision));
+        reply.ok(toCheckResponse(outcome.decision));
       };
       const fail = () => {
         answered++;
-        callback({ code: grpc.status.INTERNAL, details: 'internal error' });
+        reply.fail(GrpcStatus.INTERNAL, 'internal error');
       };
       let outcome: MaybePromise<CheckOutcome>;
       try {
@@ -153,39 +135,52 @@ export async function startGrpcServer(
       if (outcome instanceof Promise) outcome.then(answer, fail);
       else answer(outcome);
     },
-  });
-  server.addService(healthService, {
-    Check: (call: grpc.ServerUnaryCall<{ service?: string }, { status: number }>, cb: grpc.sendUnaryData<{ status: number }>) => {
-      const status = statusFor(call.request.service);
-      if (status === SERVICE_UNKNOWN) cb({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
-      else cb(null, { status });
-    },
-    Watch: (call: grpc.ServerWritableStream<{ service?: string }, { status: number }>) => {
-      call.write({ status: statusFor(call.request.service) });
-      watchers.add(call);
-      call.on('cancelled', () => watchers.delete(call));
-      call.on('close', () => watchers.delete(call));
-    },
-  });
+  };
 
-  for (const extra of extraServices) server.addService(extra.definition, extra.implementation);
+  const healthCheck: GrpcMethod = {
+    kind: 'unary',
+    path: '/grpc.health.v1.Health/Check',
+    decode: decodeHealthRequest,
+    encode: encodeHealthResponse,
+    handle(req: HealthRequest, reply: UnaryReply<HealthResponse>) {
+      const status = statusFor(req.service);
+      if (status === SERVICE_UNKNOWN) reply.fail(GrpcStatus.NOT_FOUND, 'unknown service');
+      else reply.ok({ status });
+    },
+  };
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-  });
+  const healthWatch: GrpcMethod = {
+    kind: 'streaming',
+    path: '/grpc.health.v1.Health/Watch',
+    decode: decodeHealthRequest,
+    encode: encodeHealthResponse,
+    handle(call: StreamCall<HealthRequest, HealthResponse>) {
+      // Server streaming: the one request names the service; every change of status is sent until cancelled.
+      call.once('data', (req) => {
+        call.write({ status: statusFor(req.service) });
+        watchers.set(call, req.service);
+      });
+      call.once('close', () => watchers.delete(call));
+    },
+  };
+
+  const transport = await startGrpcTransport(
+    listen,
+    [check, healthCheck, healthWatch, ...extraServices.flatMap((extra) => extra.methods)],
+    { maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES },
+  );
 
   return {
-    server,
-    port,
+    port: transport.port,
     setServing(s: boolean) {
       serving = s;
-      for (const w of watchers) w.write({ status: statusFor(w.request.service) });
+      for (const [w, service] of watchers) w.write({ status: statusFor(service) });
     },
     inflight: () => started - answered,
     counts: () => ({ started, answered }),
     async shutdown(timeoutMs: number) {
       serving = false;
-      for (const w of watchers) {
+      for (const w of watchers.keys()) {
         w.write({ status: NOT_SERVING });
         w.end();
       }
@@ -193,11 +188,11 @@ export async function startGrpcServer(
       return new Promise<{ dropped: number }>((resolve) => {
         const t = setTimeout(() => {
           const dropped = started - answered;
-          server.forceShutdown();
+          transport.destroy();
           resolve({ dropped });
         }, timeoutMs);
-        // tryShutdown closes the listener and sends GOAWAY: calls already received finish, new ones go elsewhere.
-        server.tryShutdown(() => {
+        // close() stops the listener and sends GOAWAY: calls already received finish, new ones go elsewhere.
+        void transport.close().then(() => {
           clearTimeout(t);
           resolve({ dropped: 0 });
         });
