@@ -4,6 +4,7 @@
 import pino, { type Logger } from 'pino';
 import type { RequestView } from '../envoy/request-view.js';
 import type { CheckOutcome } from '../pipeline/authorizer.js';
+import { TurnBatchedStream, type DeferredLine } from './logger.js';
 
 export type DecisionLogMode = 'all' | 'deny' | 'off';
 
@@ -57,16 +58,33 @@ function internalsOf(logger: Logger): PinoInternals {
 
 const internals = new WeakMap<Logger, PinoInternals>();
 
-/** ISO time of the current millisecond, formatted once per millisecond (many lines share one). */
+/** ISO time of a millisecond, formatted once per millisecond (many lines share one). */
 let isoMs = 0;
 let isoText = '';
-function isoNow(): string {
-  const now = Date.now();
-  if (now !== isoMs) {
-    isoMs = now;
-    isoText = new Date(now).toISOString();
+function isoAt(ms: number): string {
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
   }
   return isoText;
+}
+
+/**
+ * JSON text of the strings that repeat from line to line (policy names, identities, evaluators, reasons):
+ * escaped once, then looked up. Bounded in count and length: a flood of distinct values empties it rather
+ * than growing it.
+ */
+const QUOTED_MAX = 4096;
+const QUOTED_MAX_LENGTH = 256;
+const quotedCache = new Map<string, string>();
+function quoted(value: string): string {
+  if (value.length > QUOTED_MAX_LENGTH) return JSON.stringify(value);
+  let text = quotedCache.get(value);
+  if (text === undefined) {
+    if (quotedCache.size >= QUOTED_MAX) quotedCache.clear();
+    quotedCache.set(value, (text = JSON.stringify(value)));
+  }
+  return text;
 }
 
 /** `,"key":value` for a defined value; strings and string lists through JSON.stringify (escaping). */
@@ -75,41 +93,69 @@ function field(key: string, value: string | number | readonly string[] | undefin
   return `,"${key}":${typeof value === 'number' ? String(value) : JSON.stringify(value)}`;
 }
 
+/** `,"key":value` for a string that repeats across lines. */
+function repeatedField(key: string, value: string | undefined): string {
+  return value === undefined ? '' : `,"${key}":${quoted(value)}`;
+}
+
+/** One decision, rendered into its line when the batch it is in is written. */
+class DecisionLine implements DeferredLine {
+  constructor(
+    private readonly chindings: string,
+    private readonly timeMs: number,
+    private readonly view: RequestView,
+    private readonly outcome: CheckOutcome,
+    private readonly durationMs: number,
+    private readonly debug: boolean,
+  ) {}
+
+  render(): string {
+    const { view, outcome } = this;
+    const d = outcome.decision;
+    const s = outcome.secrets;
+    const allowed = d.kind === 'allow';
+    let line =
+      `{"level":"info","time":"${isoAt(this.timeMs)}"${this.chindings}` +
+      field('requestId', view.requestId || undefined) +
+      repeatedField('policy', d.policy || undefined) +
+      repeatedField('identity', d.identity ? scrubSecrets(d.identity, s) : undefined) +
+      field('source', view.source.address || undefined) +
+      field('principal', view.source.principal || undefined) +
+      repeatedField('method', view.method) +
+      repeatedField('host', view.host) +
+      field('path', scrubSecrets(view.path, s)) +
+      repeatedField('decision', d.kind) +
+      field('status', allowed ? 200 : d.status) +
+      repeatedField('reason', scrubSecrets(d.reason, s)) +
+      repeatedField('evaluator', d.evaluator) +
+      // Names only: the values of injected headers are credentials more often than not.
+      field('injected', allowed && d.headers.length ? d.headers.map((h) => h.key) : undefined) +
+      field('removed', allowed && d.headersToRemove.length ? d.headersToRemove : undefined) +
+      field('durationMs', Math.round(this.durationMs * 1000) / 1000);
+    if (this.debug) {
+      // More context for debugging a policy, still without values that may carry credentials.
+      const queryKeys = Object.keys(view.query);
+      const contextKeys = Object.keys(view.contextExtensions);
+      line +=
+        field('headers', Object.keys(view.headers).filter((k) => !k.startsWith(':'))) +
+        field('queryKeys', queryKeys.length ? queryKeys : undefined) +
+        field('contextExtensions', contextKeys.length ? contextKeys : undefined) +
+        field('streamId', view.streamId || undefined);
+    }
+    return `${line},"msg":"decision"}\n`;
+  }
+}
+
+/**
+ * Logs the decision of a Check. On the server's stdout (a TurnBatchedStream) the line is rendered at the end
+ * of the turn with the others; on any other destination, now.
+ */
 export function logDecision(logger: Logger, opts: DecisionLogOptions, view: RequestView, outcome: CheckOutcome, durationMs: number): void {
-  const d = outcome.decision;
-  if (!shouldLogDecision(opts, d.kind === 'allow')) return;
+  if (!shouldLogDecision(opts, outcome.decision.kind === 'allow')) return;
   if (!logger.isLevelEnabled('info')) return;
   let pinoOf = internals.get(logger);
   if (!pinoOf) internals.set(logger, (pinoOf = internalsOf(logger)));
-  const s = outcome.secrets;
-  const allowed = d.kind === 'allow';
-  let line =
-    `{"level":"info","time":"${isoNow()}"${pinoOf.chindings}` +
-    field('requestId', view.requestId || undefined) +
-    field('policy', d.policy || undefined) +
-    field('identity', d.identity ? scrubSecrets(d.identity, s) : undefined) +
-    field('source', view.source.address || undefined) +
-    field('principal', view.source.principal || undefined) +
-    field('method', view.method) +
-    field('host', view.host) +
-    field('path', scrubSecrets(view.path, s)) +
-    field('decision', d.kind) +
-    field('status', allowed ? 200 : d.status) +
-    field('reason', scrubSecrets(d.reason, s)) +
-    field('evaluator', d.evaluator) +
-    // Names only: the values of injected headers are credentials more often than not.
-    field('injected', allowed && d.headers.length ? d.headers.map((h) => h.key) : undefined) +
-    field('removed', allowed && d.headersToRemove.length ? d.headersToRemove : undefined) +
-    field('durationMs', Math.round(durationMs * 1000) / 1000);
-  if (logger.isLevelEnabled('debug')) {
-    // More context for debugging a policy, still without values that may carry credentials.
-    const queryKeys = Object.keys(view.query);
-    const contextKeys = Object.keys(view.contextExtensions);
-    line +=
-      field('headers', Object.keys(view.headers).filter((k) => !k.startsWith(':'))) +
-      field('queryKeys', queryKeys.length ? queryKeys : undefined) +
-      field('contextExtensions', contextKeys.length ? contextKeys : undefined) +
-      field('streamId', view.streamId || undefined);
-  }
-  pinoOf.stream.write(`${line},"msg":"decision"}\n`);
+  const line = new DecisionLine(pinoOf.chindings, Date.now(), view, outcome, durationMs, logger.isLevelEnabled('debug'));
+  if (pinoOf.stream instanceof TurnBatchedStream) pinoOf.stream.writeDeferred(line);
+  else pinoOf.stream.write(line.render());
 }

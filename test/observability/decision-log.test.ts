@@ -5,7 +5,7 @@ import { buildCheckRequest } from '../../src/cli/check-client.js';
 import { deserializeCheckRequest, serializeCheckRequest } from '../../src/envoy/codec.js';
 import { toRequestView } from '../../src/envoy/request.js';
 import { logDecision, scrubSecrets, shouldLogDecision, type DecisionLogOptions } from '../../src/observability/decision-log.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { createLogger, TurnBatchedStream } from '../../src/observability/logger.js';
 import type { CheckOutcome } from '../../src/pipeline/authorizer.js';
 import { allow, deny } from '../../src/pipeline/decision.js';
 
@@ -93,6 +93,26 @@ describe('decision log', () => {
     expect(Number.isNaN(Date.parse(String(lines[0]!.time)))).toBe(false);
     // Same envelope as any pino line from the same logger.
     expect(Object.keys(lines[1]!).slice(0, 3)).toEqual(['level', 'time', 'service']);
+  });
+
+  it('on the server stdout (TurnBatchedStream) renders the same line at the end of the turn, in order', async () => {
+    const writes: string[] = [];
+    const stream = new TurnBatchedStream({ write: (d: string) => writes.push(d), flush: (cb) => cb?.(), flushSync: () => undefined });
+    const logger = createLogger('info', stream);
+    const immediate = capture('info');
+    logger.info('before');
+    logDecision(logger, all, view, allowed, 1.5);
+    logger.info('after');
+    logDecision(immediate.logger, all, view, allowed, 1.5);
+    expect(writes).toEqual([]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(writes).toHaveLength(1);
+    const lines = writes[0]!.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.map((l) => l.msg)).toEqual(['before', 'decision', 'after']);
+    const { time: _t1, ...deferred } = lines[1]!;
+    const { time: _t2, ...direct } = immediate.lines[0]!;
+    expect(deferred).toEqual(direct);
+    expect(deferred).toMatchObject({ policy: 'team-a/vendor', identity: 'system:serviceaccount:team-a:app', injected: ['authorization'] });
   });
 
   it('at debug adds header names and query keys, never their values', () => {

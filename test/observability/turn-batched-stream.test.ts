@@ -58,4 +58,36 @@ describe('TurnBatchedStream', () => {
     expect(writes).toHaveLength(1);
     expect(writes[0]).toHaveLength(64 * 1024);
   });
+
+  it('renders deferred lines only when the batch is written, in their place among the plain lines', async () => {
+    const { target, writes } = sink();
+    const stream = new TurnBatchedStream(target);
+    let renders = 0;
+    const deferred = (text: string) => ({
+      render: () => {
+        renders++;
+        return text;
+      },
+    });
+    stream.write('a\n');
+    stream.writeDeferred(deferred('b\n'));
+    stream.write('c\n');
+    stream.writeDeferred(deferred('d\n'));
+    expect(renders).toBe(0);
+    await nextTurn();
+    expect(writes).toEqual(['a\nb\nc\nd\n']);
+    expect(renders).toBe(2);
+    stream.writeDeferred(deferred('e\n'));
+    stream.flushSync();
+    expect(writes).toEqual(['a\nb\nc\nd\n', 'e\n']);
+  });
+
+  it('counts deferred lines toward the 64 KiB bound', () => {
+    const { target, writes } = sink();
+    const stream = new TurnBatchedStream(target);
+    for (let i = 0; i < 127; i++) stream.writeDeferred({ render: () => 'x\n' });
+    expect(writes).toHaveLength(0);
+    stream.writeDeferred({ render: () => 'x\n' });
+    expect(writes).toEqual(['x\n'.repeat(128)]);
+  });
 });
