@@ -61,7 +61,7 @@ export class Authorizer {
       return { decision: deny('', 'internal', 503, 'policies are not loaded yet'), secrets: [] };
     }
     const bucket = this.deadlineBucket();
-    const ctx = new CheckContext(view, bucket.deadline, bucket.signal, toObjectView, opts.trace, opts.standIns);
+    const ctx = new CheckContext(view, bucket.deadline, bucket, toObjectView, opts.trace, opts.standIns);
     let decided: MaybePromise<Decision>;
     try {
       decided = this.decideWith(set, ctx);
@@ -107,7 +107,7 @@ export class Authorizer {
   /** One background evaluation (identity and metadata stages only); resolves once its pipeline has finished. */
   private async evaluateInBackground(view: RequestView, set: PolicySet): Promise<CheckContext> {
     const bucket = this.deadlineBucket();
-    const again = new CheckContext(view, bucket.deadline, bucket.signal, toObjectView, false, undefined, true);
+    const again = new CheckContext(view, bucket.deadline, bucket, toObjectView, false, undefined, true);
     const decided = this.decideWith(set, again);
     if (decided instanceof Promise) {
       // The race arms the deadline that ends the stages' waits; its 503 is nobody's answer.
@@ -127,7 +127,7 @@ export class Authorizer {
   private deadlineBucket(): DeadlineBucket {
     const now = Date.now();
     const current = this.currentBucket;
-    if (current && current.startedAt === now && !current.signal.aborted) return current;
+    if (current && current.startedAt === now && !current.expired) return current;
     const bucket = new DeadlineBucket(now, this.services.config.checkDeadlineMs, (expired) => {
       if (this.currentBucket === expired) this.currentBucket = undefined;
     });
@@ -198,7 +198,9 @@ function describeSelection(sel: ReturnType<PolicySet['select']>): string {
  */
 class DeadlineBucket {
   readonly deadline: number;
-  private readonly controller = new AbortController();
+  expired = false;
+  /** Made on first use: a warm Check never waits on anything, and an AbortController is not free. */
+  private controller: AbortController | undefined;
   /** Settle functions of the Checks not decided yet. */
   private readonly pending = new Set<(d: Decision) => void>();
   private timer: NodeJS.Timeout | undefined;
@@ -209,11 +211,16 @@ class DeadlineBucket {
     private readonly onExpired: (bucket: DeadlineBucket) => void,
   ) {
     this.deadline = startedAt + budgetMs;
-    // Stages of many concurrent Checks listen on this one signal: not a leak.
-    setMaxListeners(0, this.controller.signal);
   }
 
+  /** Aborted when the deadline passes (and at once if asked for after). */
   get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      // Stages of many concurrent Checks listen on this one signal: not a leak.
+      setMaxListeners(0, this.controller.signal);
+      if (this.expired) this.controller.abort();
+    }
     return this.controller.signal;
   }
 
@@ -237,8 +244,9 @@ class DeadlineBucket {
 
   private expire(): void {
     this.timer = undefined;
+    this.expired = true;
     this.onExpired(this);
-    this.controller.abort();
+    this.controller?.abort();
     for (const settle of [...this.pending]) {
       settle(deny('', 'internal', 503, `no decision within the ${this.budgetMs} ms deadline`));
     }

@@ -45,7 +45,8 @@ export class CheckContext {
   constructor(
     readonly view: RequestView,
     readonly deadline: number,
-    readonly signal: AbortSignal,
+    /** Where the deadline's abort signal comes from, asked only by a stage that waits (see DeadlineBucket). */
+    private readonly signalSource: { readonly signal: AbortSignal },
     objectView: ((view: RequestView) => unknown) | undefined,
     trace = false,
     readonly standIns?: StandIns,
@@ -77,6 +78,11 @@ export class CheckContext {
     const activation = new CheckActivation(request, peer(v.source), peer(v.destination), v.contextExtensions, v.metadataContext, this.auth, this.variables, view, objectView);
     this.activation = activation as unknown as Activation;
     this.trace = trace ? [] : undefined;
+  }
+
+  /** Aborted at the deadline. */
+  get signal(): AbortSignal {
+    return this.signalSource.signal;
   }
 
   /** Backend loads this Check stopped waiting for at its deadline; they go on and fill their caches. */

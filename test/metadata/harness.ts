@@ -91,7 +91,7 @@ export async function run(stage: Stage, opts: RunOptions = {}): Promise<RunResul
   const deadlineMs = opts.deadlineMs ?? 5000;
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), deadlineMs);
-  const ctx = new CheckContext(requestView(opts.view), Date.now() + deadlineMs, controller.signal, undefined);
+  const ctx = new CheckContext(requestView(opts.view), Date.now() + deadlineMs, controller, undefined);
   (ctx.auth as { identity: unknown }).identity = opts.identity ?? null;
   if (opts.credential) {
     ctx.credential = opts.credential;
