@@ -38,7 +38,7 @@ function peerView(p: ProtoPeer | null | undefined): PeerView {
   });
 }
 
-function collectHeaders(http: ProtoHttpRequest): Record<string, string> {
+function collectHeaders(http: ProtoHttpRequest, names: string[]): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   let count = 0;
   let bytes = 0;
@@ -51,7 +51,10 @@ function collectHeaders(http: ProtoHttpRequest): Record<string, string> {
     }
     const prev = out[key];
     // header_map carries duplicates separately; join them the way Envoy joins `headers` (",").
-    out[key] = prev === undefined ? value : `${prev},${value}`;
+    if (prev === undefined) {
+      out[key] = value;
+      names.push(key);
+    } else out[key] = `${prev},${value}`;
   };
   const fromMap = http.headerMap?.headers;
   if (fromMap && fromMap.length > 0) {
@@ -131,7 +134,8 @@ export function toRequestView(req: ProtoCheckRequest, now: () => Date = () => ne
   const http = attrs.request?.http;
   if (!http) throw new InvalidCheckRequest('CheckRequest has no attributes.request.http');
 
-  const headers = collectHeaders(http);
+  const headerNames: string[] = [];
+  const headers = collectHeaders(http, headerNames);
   const authority = http.host || headers[':authority'] || headers['host'] || '';
   const { host, port } = splitAuthority(authority);
   const rawPath = http.path || headers[':path'] || '';
@@ -156,6 +160,7 @@ export function toRequestView(req: ProtoCheckRequest, now: () => Date = () => ne
     rawPath,
     query: parseQuery(queryString),
     headers: Object.freeze(headers),
+    headerNames: Object.freeze(headerNames),
     protocol: http.protocol ?? '',
     body,
     size: toNumber(http.size),

@@ -137,7 +137,7 @@ class DecisionLine implements DeferredLine {
       const queryKeys = Object.keys(view.query);
       const contextKeys = Object.keys(view.contextExtensions);
       line +=
-        field('headers', Object.keys(view.headers).filter((k) => !k.startsWith(':'))) +
+        field('headers', view.headerNames.filter((k) => !k.startsWith(':'))) +
         field('queryKeys', queryKeys.length ? queryKeys : undefined) +
         field('contextExtensions', contextKeys.length ? contextKeys : undefined) +
         field('streamId', view.streamId || undefined);

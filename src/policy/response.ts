@@ -169,9 +169,10 @@ function toMutations(list: readonly CompiledHeader[], ctx: CheckContext, secret:
 function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckContext): readonly string[] {
   const credential = ctx.credential;
   if (!credential || injected.length === 0) return NONE;
-  const headers = ctx.view.headers;
+  const { headers, headerNames } = ctx.view;
   let found: string[] | undefined;
-  for (const key in headers) {
+  for (let i = 0; i < headerNames.length; i++) {
+    const key = headerNames[i]!;
     if (key.charCodeAt(0) === COLON || !carries(key, headers[key]!, credential)) continue;
     if (injected.some((h) => h.key === key && (h.action === 'overwrite' || h.action === 'overwriteIfExists'))) continue;
     (found ??= []).push(key);

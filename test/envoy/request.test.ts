@@ -29,6 +29,10 @@ describe('toRequestView', () => {
     const v = toRequestView(decode(msg));
     expect(v.headers['x-dup']).toBe('a,b');
     expect(v.headers[':authority']).toBe('h');
+    // headerNames lists each key of headers once, in order.
+    expect(v.headerNames).toEqual(Object.keys(v.headers));
+    expect(v.headerNames.filter((k) => k === 'x-dup')).toHaveLength(1);
+    expect(Object.isFrozen(v.headerNames)).toBe(true);
   });
 
   it('reads IPv6 authorities, source and destination peers, context extensions and metadata', () => {

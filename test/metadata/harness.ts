@@ -68,6 +68,7 @@ export function requestView(over: Partial<RequestView> = {}): RequestView {
     routeMetadataContext: {},
     tlsSni: '',
     ...over,
+    headerNames: over.headerNames ?? Object.keys(over.headers ?? {}),
   };
 }
 
