@@ -4,7 +4,7 @@
 import pino, { type Logger } from 'pino';
 import type { RequestView } from '../envoy/request-view.js';
 import type { CheckOutcome } from '../pipeline/authorizer.js';
-import { TurnBatchedStream, type DeferredLine } from './logger.js';
+import { BatchedLineStream, type DeferredLine } from './logger.js';
 
 export type DecisionLogMode = 'all' | 'deny' | 'off';
 
@@ -147,7 +147,7 @@ class DecisionLine implements DeferredLine {
 }
 
 /**
- * Logs the decision of a Check. On the server's stdout (a TurnBatchedStream) the line is rendered at the end
+ * Logs the decision of a Check. On the server's stdout (a BatchedLineStream) the line is rendered at the end
  * of the turn with the others; on any other destination, now.
  */
 export function logDecision(logger: Logger, opts: DecisionLogOptions, view: RequestView, outcome: CheckOutcome, durationMs: number): void {
@@ -156,6 +156,6 @@ export function logDecision(logger: Logger, opts: DecisionLogOptions, view: Requ
   let pinoOf = internals.get(logger);
   if (!pinoOf) internals.set(logger, (pinoOf = internalsOf(logger)));
   const line = new DecisionLine(pinoOf.chindings, Date.now(), view, outcome, durationMs, logger.isLevelEnabled('debug'));
-  if (pinoOf.stream instanceof TurnBatchedStream) pinoOf.stream.writeDeferred(line);
+  if (pinoOf.stream instanceof BatchedLineStream) pinoOf.stream.writeDeferred(line);
   else pinoOf.stream.write(line.render());
 }

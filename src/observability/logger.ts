@@ -20,48 +20,51 @@ export function createLogger(level: LevelWithSilent = 'info', destination?: pino
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? new TurnBatchedStream(pino.destination({ dest: 1, sync: false })),
+    destination ?? new BatchedLineStream(pino.destination({ dest: 1, sync: false })),
   );
 }
 
-/** What TurnBatchedStream writes to: pino's SonicBoom destination (stdout) in the server. */
+/** What BatchedLineStream writes to: pino's SonicBoom destination (stdout) in the server. */
 export interface LineSink {
   write(data: string): unknown;
   flush(cb?: (err?: Error) => void): void;
   flushSync(): void;
 }
 
-/** Lines above this many characters are written at once rather than at the end of the turn. */
-const MAX_BATCH_CHARS = 64 * 1024;
+/** Rendered text is handed to the destination once it reaches this many characters... */
+const WRITE_CHARS = 16 * 1024;
+/** ...or this long after the first line waiting, whichever comes first. */
+const WRITE_DELAY_MS = 20;
 
-/** A line whose text is built only when the batch is written (see TurnBatchedStream.writeDeferred). */
+/** A line whose text is built only when its turn ends (see BatchedLineStream.writeDeferred). */
 export interface DeferredLine {
   render(): string;
 }
 
-/** What a deferred line counts toward MAX_BATCH_CHARS before it is rendered (a decision line is ~400–600). */
-const DEFERRED_LINE_CHARS = 512;
-
 /**
- * stdout for the server: the lines written during one event-loop turn go out as one write at its end. Under
- * load one turn answers many Checks (one decision line each), and a write per line was the largest single
- * cost of a warm Check in the CPU profile (an fs.write and a string conversion each); a quiet server still
- * writes every line within the turn that produced it. Flushes (pino's flush, process exit) empty the batch first.
+ * stdout for the server: lines leave in writes of ~16 KiB, or at most 20 ms after they were logged. The
+ * destination (pino's SonicBoom, asynchronous) writes through libuv's thread pool, and each of its writes
+ * costs the process the hand-off to a thread and the wake-up back: a write per line was the largest single
+ * cost of a warm Check in the CPU profile, and under load a turn holds only a few lines. Flushes (pino's
+ * flush, process exit) write everything first.
  *
- * Decision lines are handed over deferred and rendered together when the batch is written: formatted in one
- * loop, away from the Checks' own work, a line cost about half as much CPU under load (docs/performance.md).
- * Lines keep the order they were written in.
+ * Decision lines are handed over deferred and rendered at the end of the turn that logged them, together:
+ * formatted in one loop, away from the Checks' own work, a line costs about half as much CPU under load, and
+ * the request it describes is released with the turn. Lines keep the order they were written in.
  */
-export class TurnBatchedStream {
+export class BatchedLineStream {
+  /** Lines of the current turn, rendered at its end. */
   private items: Array<string | DeferredLine> = [];
-  private chars = 0;
-  private scheduled = false;
+  private renderScheduled = false;
+  /** Rendered text not yet handed to the destination. */
+  private rendered = '';
+  private writeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly target: LineSink) {
     process.on('exit', () => {
-      if (this.items.length === 0) return;
+      if (this.items.length === 0 && !this.rendered) return;
       try {
-        this.target.write(this.takePending());
+        this.writeAll();
         this.target.flushSync();
       } catch {
         // stdout already closed or destroyed: nothing left to write to, and exit must not throw.
@@ -70,48 +73,64 @@ export class TurnBatchedStream {
   }
 
   write(line: string): boolean {
-    this.items.push(line);
-    this.added(line.length);
+    this.add(line);
     return true;
   }
 
-  /** Queues a line rendered when the batch is written (at the end of the turn, or a flush). */
+  /** Queues a line rendered at the end of the current turn. */
   writeDeferred(line: DeferredLine): void {
-    this.items.push(line);
-    this.added(DEFERRED_LINE_CHARS);
+    this.add(line);
   }
 
   flush(cb?: (err?: Error) => void): void {
-    this.writePending();
+    this.writeAll();
     this.target.flush(cb);
   }
 
   flushSync(): void {
-    this.writePending();
+    this.writeAll();
     this.target.flushSync();
   }
 
-  private added(chars: number): void {
-    this.chars += chars;
-    if (this.chars >= MAX_BATCH_CHARS) this.writePending();
-    else if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.writePending);
+  private add(item: string | DeferredLine): void {
+    this.items.push(item);
+    if (!this.renderScheduled) {
+      this.renderScheduled = true;
+      setImmediate(this.endOfTurn);
     }
   }
 
-  private readonly writePending = (): void => {
-    this.scheduled = false;
-    if (this.items.length > 0) this.target.write(this.takePending());
+  private readonly endOfTurn = (): void => {
+    this.renderScheduled = false;
+    this.renderItems();
+    if (this.rendered.length >= WRITE_CHARS) this.writeRendered();
+    // A quiet server's lines leave within WRITE_DELAY_MS; the timer does not keep the process alive.
+    else if (this.rendered && !this.writeTimer) this.writeTimer = setTimeout(this.writeRendered, WRITE_DELAY_MS).unref();
   };
 
-  private takePending(): string {
+  private renderItems(): void {
     const items = this.items;
+    if (items.length === 0) return;
     this.items = [];
-    this.chars = 0;
-    let out = '';
+    let out = this.rendered;
     for (const item of items) out += typeof item === 'string' ? item : item.render();
-    return out;
+    this.rendered = out;
+  }
+
+  private readonly writeRendered = (): void => {
+    if (this.writeTimer) {
+      clearTimeout(this.writeTimer);
+      this.writeTimer = undefined;
+    }
+    if (!this.rendered) return;
+    const out = this.rendered;
+    this.rendered = '';
+    this.target.write(out);
+  };
+
+  private writeAll(): void {
+    this.renderItems();
+    this.writeRendered();
   }
 }
 

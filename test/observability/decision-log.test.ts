@@ -5,7 +5,7 @@ import { buildCheckRequest } from '../../src/cli/check-client.js';
 import { deserializeCheckRequest, serializeCheckRequest } from '../../src/envoy/codec.js';
 import { toRequestView } from '../../src/envoy/request.js';
 import { logDecision, scrubSecrets, shouldLogDecision, type DecisionLogOptions } from '../../src/observability/decision-log.js';
-import { createLogger, TurnBatchedStream } from '../../src/observability/logger.js';
+import { createLogger, BatchedLineStream } from '../../src/observability/logger.js';
 import type { CheckOutcome } from '../../src/pipeline/authorizer.js';
 import { allow, deny } from '../../src/pipeline/decision.js';
 
@@ -95,9 +95,9 @@ describe('decision log', () => {
     expect(Object.keys(lines[1]!).slice(0, 3)).toEqual(['level', 'time', 'service']);
   });
 
-  it('on the server stdout (TurnBatchedStream) renders the same line at the end of the turn, in order', async () => {
+  it('on the server stdout (BatchedLineStream) renders the same line at the end of the turn, in order', async () => {
     const writes: string[] = [];
-    const stream = new TurnBatchedStream({ write: (d: string) => writes.push(d), flush: (cb) => cb?.(), flushSync: () => undefined });
+    const stream = new BatchedLineStream({ write: (d: string) => writes.push(d), flush: (cb) => cb?.(), flushSync: () => undefined });
     const logger = createLogger('info', stream);
     const immediate = capture('info');
     logger.info('before');
@@ -106,6 +106,7 @@ describe('decision log', () => {
     logDecision(immediate.logger, all, view, allowed, 1.5);
     expect(writes).toEqual([]);
     await new Promise((resolve) => setImmediate(resolve));
+    stream.flushSync();
     expect(writes).toHaveLength(1);
     const lines = writes[0]!.trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines.map((l) => l.msg)).toEqual(['before', 'decision', 'after']);
