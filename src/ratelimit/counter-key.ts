@@ -13,8 +13,19 @@ export class CounterValueError extends Error {
  * Every encoded value starts with its type letter and strings are quoted, so distinct inputs never share a key.
  */
 export function counterKey(policy: string, limit: string, values: readonly unknown[]): string {
-  const encoded = values.map((value, index) => encode(value, `counter ${index + 1}`));
-  return [JSON.stringify(policy), JSON.stringify(limit), ...encoded].join('\u0000');
+  return counterKeyWith(counterKeyPrefix(policy, limit), values);
+}
+
+/** The part of a counter key fixed by the policy and the limit (computed once per compiled limit). */
+export function counterKeyPrefix(policy: string, limit: string): string {
+  return `${JSON.stringify(policy)}\u0000${JSON.stringify(limit)}`;
+}
+
+/** `prefix` (from counterKeyPrefix) followed by the encoded values: the same key as counterKey. */
+export function counterKeyWith(prefix: string, values: readonly unknown[]): string {
+  let key = prefix;
+  for (let index = 0; index < values.length; index++) key += `\u0000${encode(values[index], `counter ${index + 1}`)}`;
+  return key;
 }
 
 function encode(value: unknown, what: string): string {

@@ -53,7 +53,7 @@ export class RateLimiter {
   hit(request: Omit<HitRequest, 'nowMs'>, deadline: number): MaybePromise<HitOutcome> {
     const budgetMs = deadline - Date.now() - DEADLINE_MARGIN_MS;
     if (budgetMs <= 0) return { kind: 'unavailable', reason: 'timeout', detail: 'no time left before the Check deadline' };
-    const full: HitRequest = { ...request, nowMs: this.now() };
+    const full: HitRequest = { counters: request.counters, cost: request.cost, nowMs: this.now() };
     const store = this.store;
     if (store.hitNow) {
       try {

@@ -29,6 +29,8 @@ interface OpenWindow {
   count: number;
   startMs: number;
   readonly windowMs: number;
+  /** When the window last took its place in the LRU order (see openWindow). */
+  placed: number;
 }
 
 const DEFAULT_MAX_KEYS = 100_000;
@@ -43,6 +45,8 @@ export class MemoryRateLimitStore implements RateLimitStore {
   private sweepCursor: Iterator<[string, OpenWindow]> | undefined;
   private evictedCount = 0;
   private closed = false;
+  /** Counts placements in the LRU order (inserts and moves to the end). */
+  private placements = 0;
 
   constructor(options: MemoryRateLimitStoreOptions = {}) {
     const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
@@ -118,7 +122,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
         const storageKey = storageKeys[index] as string;
         let window = this.windows.get(storageKey);
         if (window === undefined || !isOpen(window, nowMs)) {
-          window = { count: 0, startMs: nowMs, windowMs: counter.windowMs };
+          window = { count: 0, startMs: nowMs, windowMs: counter.windowMs, placed: ++this.placements };
           this.windows.set(storageKey, window);
         }
         window.count += cost;
@@ -182,7 +186,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
         }
         if (counter.cost > 0) {
           if (window === undefined) {
-            window = { count: 0, startMs: nowMs, windowMs: counter.windowMs };
+            window = { count: 0, startMs: nowMs, windowMs: counter.windowMs, placed: ++this.placements };
             this.windows.set(storageKey, window);
           }
           window.count += counter.cost;
@@ -208,7 +212,7 @@ export class MemoryRateLimitStore implements RateLimitStore {
     return allowed ? { allowed, counters: states } : { allowed, counters: states, exceededIndex: decidingIndex(states) };
   }
 
-  /** The counter's window if one is open at `nowMs`, moved to the most-recently-used end. */
+  /** The counter's window if one is open at `nowMs`, kept away from the least-recently-used end. */
   private openWindow(storageKey: string, nowMs: number): OpenWindow | undefined {
     const window = this.windows.get(storageKey);
     if (window === undefined) return undefined;
@@ -216,9 +220,14 @@ export class MemoryRateLimitStore implements RateLimitStore {
       this.windows.delete(storageKey);
       return undefined;
     }
-    // Map keeps insertion order: re-inserting makes the map's head the least recently used entry.
-    this.windows.delete(storageKey);
-    this.windows.set(storageKey, window);
+    // Map keeps insertion order: re-inserting makes the map's head the least recently used entry. A window
+    // placed within the last maxKeys/2 placements cannot reach the head before it is used again, so only older
+    // ones move (as in cache.ts): a delete + set on every hit was a visible share of an in-memory hit.
+    if (this.placements - window.placed >= this.maxKeys >> 1) {
+      this.windows.delete(storageKey);
+      window.placed = ++this.placements;
+      this.windows.set(storageKey, window);
+    }
     return window;
   }
 
@@ -245,15 +254,12 @@ export class MemoryRateLimitStore implements RateLimitStore {
   }
 }
 
-/** Two rates with the same counter key but different windows are different budgets. */
-/**
- * Counter keys carry CEL values (a header may be tens of KB): hashed, every stored key is 43 bytes, so
- * `maxKeys` bounds the memory in bytes too. One-shot SHA-256 of a short string is ~1 µs.
- */
 /**
  * The stored key: a hash, so a counter's size in memory does not depend on its key (counter values can be long
- * strings). The hashes of recent short keys are remembered: a workload's key comes back on each of its Checks, and
- * hashing it every time was most of an in-memory hit's cost. Bounded: the memo starts over when full.
+ * strings, a header may be tens of KB) and `maxKeys` bounds the memory in bytes too. Two rates with the same
+ * counter key but different windows are different budgets. The hashes of recent short keys are remembered: a
+ * workload's key comes back on each of its Checks, and hashing it every time was most of an in-memory hit's
+ * cost. Bounded: the memo starts over when full.
  */
 function storageKeyOf(key: string, windowMs: number): string {
   if (key.length > STORAGE_KEY_MEMO_KEY_CHARS) return hashKey(String(windowMs), key);

@@ -10,7 +10,7 @@ import type { CheckContext, Stage } from '../pipeline/context.js';
 import { allow, allowWith, deny, type Decision } from '../pipeline/decision.js';
 import { evalAll, type FailurePolicy } from '../pipeline/section.js';
 import type { Metrics } from '../observability/metrics.js';
-import { counterKey } from './counter-key.js';
+import { counterKeyPrefix, counterKeyWith } from './counter-key.js';
 import { rateLimitHeaders, ceilSeconds, type RateLimitItem } from './headers.js';
 import type { HitOutcome, RateLimiter } from './limiter.js';
 import { andThen, type MaybePromise } from '../pipeline/maybe-async.js';
@@ -49,8 +49,22 @@ export const MAX_COST = 1_000_000_000;
 
 class LimitEvaluationError extends Error {}
 
+/** What a limit's planned rates share on every request, computed once per compiled policy. */
+interface PreparedLimit {
+  readonly limit: CompiledLimit;
+  readonly keyPrefix: string;
+  /** Quota policy name of each rate: the limit's name, or "<limit>/<window>" when it has several. */
+  readonly rateNames: readonly string[];
+}
+
 export function createRateLimitStage(options: RateLimitStageOptions): Stage {
-  const { policy, scope, failurePolicy, limits, limiter, metrics } = options;
+  const { policy, scope, failurePolicy, metrics } = options;
+  const limiter = options.limiter;
+  const limits: readonly PreparedLimit[] = options.limits.map((limit) => ({
+    limit,
+    keyPrefix: counterKeyPrefix(scope, limit.name),
+    rateNames: limit.rates.map((rate) => (limit.rates.length > 1 ? `${limit.name}/${formatWindow(rate.windowMs)}` : limit.name)),
+  }));
   const failed = (ctx: CheckContext, what: string, message: string) =>
     evaluationFailed(ctx, { policy, failurePolicy, metrics }, what, message);
 
@@ -61,17 +75,18 @@ export function createRateLimitStage(options: RateLimitStageOptions): Stage {
       // 1. Which limits apply, what each costs, and which budget each spends from.
       const rates: PlannedRate[] = [];
       const modes = new Map<string, FailureMode>();
-      for (const limit of limits) {
+      for (const prepared of limits) {
+        const limit = prepared.limit;
         let planned: PlannedRate[];
         try {
-          planned = planLimit(scope, limit, ctx);
+          planned = planLimit(prepared, ctx);
         } catch (error) {
           const decision = failed(ctx, `rate limit "${limit.name}"`, messageOf(error));
           if (decision) return decision;
           continue;
         }
         if (planned.length === 0) continue;
-        rates.push(...planned);
+        for (const rate of planned) rates.push(rate);
         modes.set(limit.name, limit.failureMode);
       }
       if (rates.length === 0) return undefined;
@@ -163,21 +178,19 @@ export function evaluationFailed(
   return deny(on.policy, 'ratelimit', 403, `${what} could not be evaluated: ${message}`, { evaluationError: true });
 }
 
-function planLimit(scope: string, limit: CompiledLimit, ctx: CheckContext): PlannedRate[] {
+function planLimit({ limit, keyPrefix, rateNames }: PreparedLimit, ctx: CheckContext): PlannedRate[] {
   if (limit.when.length > 0 && !evalAll(limit.when, ctx.activation)) {
     if (ctx.trace) ctx.addTrace({ evaluator: 'ratelimit', name: `rate limit "${limit.name}"`, result: 'skipped (when)', durationMs: 0 });
     return [];
   }
   const cost = costOf(limit, ctx);
   if (cost === 0) return [];
-  const key = counterKey(
-    scope,
-    limit.name,
+  const key = counterKeyWith(
+    keyPrefix,
     limit.counters.map((counter) => counter.evaluate(ctx.activation)),
   );
-  const several = limit.rates.length > 1;
-  return limit.rates.map((rate) => ({
-    name: several ? `${limit.name}/${formatWindow(rate.windowMs)}` : limit.name,
+  return limit.rates.map((rate, index) => ({
+    name: rateNames[index]!,
     limitName: limit.name,
     key,
     limit: rate.limit,
