@@ -50,9 +50,9 @@ export interface StreamingMethod<Req, Res> {
   handle(call: StreamCall<Req, Res>): void;
 }
 
-// Methods of different message types live in one table; each is only ever called with its own types.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type GrpcMethod = UnaryMethod<any, any> | StreamingMethod<any, any>;
+// Methods of different message types live in one table; each is only ever called with its own types (method
+// signatures compare their parameters both ways, so a UnaryMethod<CheckRequest, object> is one of these).
+export type GrpcMethod = UnaryMethod<unknown, unknown> | StreamingMethod<unknown, unknown>;
 
 /**
  * The server side of a streaming call. Events: 'data' (a request message), 'end' (the client half-closed),
@@ -317,9 +317,7 @@ export async function startGrpcTransport(
   };
 }
 
-// Methods of any message types share this code; each call only passes a method its own messages.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<any, any>, reader: MessageReader): void {
+function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, reader: MessageReader): void {
   const messages: Buffer[] = [];
   let failed = false;
   stream.on('data', (chunk: Buffer) => {
@@ -365,8 +363,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<any, an
   });
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod<any, any>, reader: MessageReader): void {
+function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod<unknown, unknown>, reader: MessageReader): void {
   const call = new ServerStreamCall(stream, method.encode);
   const messages: Buffer[] = [];
   // A stream that closes before the call ended was cancelled by the client (or its connection went away).
