@@ -1,6 +1,12 @@
 // The one cache every evaluator uses: bounded (LRU), per-entry TTL, and request coalescing so that concurrent
 // misses for one key make one backend call. Values and keys stay in memory only; keys of secrets are hashed
 // by the caller (see hashKey).
+//
+// Optionally two levels, for caches that must hold very many values of which few are in use at a time (the
+// TokenReview verdicts: 100,000 identities, issue 9): `maxEntries` values as built (the hot level, whose hits
+// cost what a one-level cache's do), and up to `packed.maxEntries` as one string each (the packed level),
+// which a hit turns back into a value and moves to the hot level. A built identity object costs ~1 KiB of
+// heap, its packed string with its key a fifth of that.
 import { hash } from 'node:crypto';
 
 export interface CacheStats {
@@ -16,11 +22,22 @@ export interface CacheObserver {
   onCoalesced?(cache: string): void;
 }
 
-export interface CacheOptions {
+/** How a two-level cache stores a value in its packed level. */
+export interface PackedCodec<V> {
+  /** The value as one string; undefined to keep it in the hot level only (it is then lost when evicted from there). */
+  pack(value: V): string | undefined;
+  /** The value `pack` was given, rebuilt (equal, not the same object). */
+  unpack(packed: string): V;
+}
+
+export interface CacheOptions<V = unknown> {
   readonly name: string;
+  /** Entries kept at most; with `packed`, the values kept as built (the hot level). */
   readonly maxEntries: number;
   readonly now?: () => number;
   readonly observer?: CacheObserver;
+  /** A second level of up to `maxEntries` (at least the hot level's) values kept packed. */
+  readonly packed?: { readonly maxEntries: number; readonly codec: PackedCodec<V> };
 }
 
 export interface Loaded<V> {
@@ -46,24 +63,38 @@ export class TtlLruCache<V> {
   private readonly observer: CacheObserver | undefined;
   /** Insertions so far: entries are evicted in this order. */
   private seq = 0;
+  /** The packed level, if any: key → expiry (EXPIRY_CHARS base-36 digits) followed by the packed value, in LRU order. */
+  private readonly packed: Map<string, string> | undefined;
+  private readonly packedMaxEntries: number;
+  private readonly codec: PackedCodec<V> | undefined;
 
-  constructor(opts: CacheOptions) {
+  constructor(opts: CacheOptions<V>) {
     this.name = opts.name;
     this.maxEntries = Math.max(1, opts.maxEntries);
     this.now = opts.now ?? Date.now;
     this.observer = opts.observer;
+    this.codec = opts.packed?.codec;
+    this.packed = opts.packed ? new Map() : undefined;
+    // At least the hot level's size, so that evicting from the packed level always finds a key the hot level
+    // does not hold (see evictPacked).
+    this.packedMaxEntries = Math.max(this.maxEntries, opts.packed?.maxEntries ?? 0);
   }
 
+  /** Keys cached, in either level (with two levels, counted by a walk of the hot level: for tests and diagnostics). */
   get size(): number {
-    return this.entries.size;
+    if (!this.packed) return this.entries.size;
+    let hotOnly = 0;
+    for (const key of this.entries.keys()) if (!this.packed.has(key)) hotOnly++;
+    return this.packed.size + hotOnly;
   }
 
   /** A fresh value, or undefined. Refreshes the entry's LRU position. */
   get(key: string): V | undefined {
     const e = this.entries.get(key);
-    if (!e) return undefined;
+    if (!e) return this.packed === undefined ? undefined : this.getPacked(key);
     if (e.expiresAt <= this.now()) {
       this.entries.delete(key);
+      this.packed?.delete(key);
       return undefined;
     }
     // Map keeps insertion order: re-insert to mark as most recently used. An entry among the newest half
@@ -79,21 +110,71 @@ export class TtlLruCache<V> {
 
   set(key: string, value: V, ttlMs: number): void {
     if (!(ttlMs > 0)) return;
-    this.entries.delete(key);
-    this.entries.set(key, { value, expiresAt: this.now() + ttlMs, seq: ++this.seq });
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
-      this.stats.evictions++;
-    }
+    const expiresAt = this.now() + ttlMs;
+    if (this.packed) this.setPacked(key, value, expiresAt);
+    this.setHot(key, value, expiresAt);
   }
 
   delete(key: string): void {
     this.entries.delete(key);
+    this.packed?.delete(key);
   }
 
   clear(): void {
     this.entries.clear();
+    this.packed?.clear();
+  }
+
+  private setHot(key: string, value: V, expiresAt: number): void {
+    this.entries.delete(key);
+    this.entries.set(key, { value, expiresAt, seq: ++this.seq });
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+      // Leaving the hot level loses nothing when the packed level holds the value.
+      if (!this.packed?.has(oldest)) this.stats.evictions++;
+    }
+  }
+
+  /** A hit in the packed level: the value rebuilt, moved to the hot level and to the newest end of the packed one. */
+  private getPacked(key: string): V | undefined {
+    const packed = this.packed!;
+    const stored = packed.get(key);
+    if (stored === undefined) return undefined;
+    const expiresAt = parseInt(stored.slice(0, EXPIRY_CHARS), 36);
+    packed.delete(key);
+    if (expiresAt <= this.now()) return undefined;
+    packed.set(key, stored);
+    const value = this.codec!.unpack(stored.slice(EXPIRY_CHARS));
+    this.setHot(key, value, expiresAt);
+    return value;
+  }
+
+  private setPacked(key: string, value: V, expiresAt: number): void {
+    const packed = this.packed!;
+    packed.delete(key);
+    const text = this.codec!.pack(value);
+    if (text === undefined) return;
+    // The expiry in front, fixed width: one string per entry, no object around it. Joined rather than added:
+    // `a + b` makes a cons string (an object pointing at both parts), join one flat string.
+    packed.set(key, [Math.ceil(expiresAt).toString(36).padStart(EXPIRY_CHARS, '0'), text].join(''));
+    this.evictPacked();
+  }
+
+  /**
+   * Evicts the least recently used packed entries beyond the bound. Hits in the hot level do not touch the packed
+   * level (they stay as cheap as with one level), so its order is stale for the values in use: an oldest key the
+   * hot level holds is in use, and moves to the newest end instead of being evicted.
+   */
+  private evictPacked(): void {
+    const packed = this.packed!;
+    while (packed.size > this.packedMaxEntries) {
+      const oldest = packed.keys().next().value as string;
+      const stored = packed.get(oldest)!;
+      packed.delete(oldest);
+      if (this.entries.has(oldest)) packed.set(oldest, stored);
+      else this.stats.evictions++;
+    }
   }
 
   /**
@@ -128,6 +209,9 @@ export class TtlLruCache<V> {
     return p;
   }
 }
+
+/** Base-36 digits of an expiry in ms since the epoch: 9 reach the year 5138. */
+const EXPIRY_CHARS = 9;
 
 /** SHA-256 of a secret (token, key) as a cache key: the secret itself is never a key. One-shot hash: no Hash object. */
 export function hashKey(...parts: string[]): string {

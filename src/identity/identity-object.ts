@@ -69,19 +69,6 @@ export function internStringList(list: readonly string[]): readonly string[] {
 
 const EMPTY_LIST: readonly string[] = Object.freeze([]);
 
-/**
- * The convenience fields with shared strings: `namespace` and `serviceAccount` repeat across the tokens of a
- * workload (and the namespace across workloads); `username` is the one the identity already holds.
- */
-export function internedConvenienceFields(username: string | undefined): { username: string; namespace: string; serviceAccount: string } {
-  const sa = serviceAccountOf(username);
-  return {
-    username: username ?? '',
-    namespace: sa ? internString(sa.namespace) : '',
-    serviceAccount: sa ? internString(sa.serviceAccount) : '',
-  };
-}
-
 /** Freezes a plain JSON-like value in place: identities are cached and shared between concurrent Checks. */
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {

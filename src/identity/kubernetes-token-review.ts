@@ -5,14 +5,14 @@
 // Verdicts are cached in the shared cache under the SHA-256 of the token (and audiences): a success until the
 // token expires or the TTL passes, whichever is first; a rejection briefly; a backend failure not at all.
 // Concurrent Checks with one new token make one TokenReview. The API server being down or slow answers 503.
-import { TtlLruCache, type Loaded } from '../cache/cache.js';
+import { TtlLruCache, type Loaded, type PackedCodec } from '../cache/cache.js';
 import type { Services } from '../pipeline/services.js';
 import { warnBackendThrottled } from './backend-log.js';
 import { challengeFor } from './credentials.js';
 import { waitWithinDeadline, type Waited } from '../pipeline/deadline.js';
 import { unverifiedExpiry } from './identity-object.js';
 import { kubeApiFor, type KubeApi, type TokenReviewStatus } from './kube-client.js';
-import { tokenReviewIdentity } from './kube-identity.js';
+import { packTokenReviewIdentity, tokenReviewIdentity, unpackTokenReviewIdentity } from './kube-identity.js';
 import type { IdentityMethodFactory, IdentityOutcome } from './method.js';
 
 /** How long a success is trusted when the token itself allows longer (the apiserver's own webhook default). */
@@ -22,10 +22,14 @@ export const TOKEN_REVIEW_NEGATIVE_TTL_MS = 5_000;
 /** A TokenReview keeps running this long after the Checks waiting for it gave up, to fill the cache. */
 const BACKEND_TIMEOUT_MS = 2_000;
 /**
- * Verdicts kept at most: 100,000 distinct workload tokens (issue 9's target). A cached identity holds about
- * 1 KiB of live heap (bench/memory.ts; kube-identity.ts shares what repeats), so a full cache ~100 MiB.
+ * Verdicts kept at most: 100,000 distinct workload tokens (issue 9's target). Two levels (cache.ts): the
+ * HOT_ENTRIES identities used last as built objects (~1 KiB of heap each), whose hits cost what they always
+ * did; the others packed, one string each, ~0.2 KiB with its key (kube-identity.ts), rebuilt into an object on
+ * their next use (a few µs, no TokenReview). A full cache holds ~21 MiB of packed identities + ~4 MiB hot.
  */
 const CACHE_MAX_ENTRIES = 100_000;
+/** Identities kept built: more than the workloads one gateway replica sees at once in most clusters. */
+const HOT_ENTRIES = 4_096;
 
 /** A token TokenReview did not accept, or could not be asked about. */
 class Rejection {
@@ -39,6 +43,15 @@ class Rejection {
 type Verdict = Readonly<Record<string, unknown>> | Rejection;
 
 /**
+ * Identities are packed; rejections are not (they live 5 s at most, in the hot level only: one evicted from
+ * there before it expires costs one more TokenReview, not a wrong answer).
+ */
+const VERDICT_CODEC: PackedCodec<Verdict> = {
+  pack: (verdict) => (verdict instanceof Rejection ? undefined : packTokenReviewIdentity(verdict)),
+  unpack: unpackTokenReviewIdentity,
+};
+
+/**
  * The process-wide TokenReview verdict caches (kept across policy reloads): one per audience set, keyed by the
  * token's hash alone, so a cached entry's key is one 43-character string. Policies use few audience sets.
  */
@@ -46,7 +59,12 @@ export function tokenReviewCache(services: Services, audienceKey: string): TtlLr
   const caches = services.singleton('identity:tokenreview-caches', () => new Map<string, TtlLruCache<Verdict>>());
   let cache = caches.get(audienceKey);
   if (!cache) {
-    cache = new TtlLruCache<Verdict>({ name: 'tokenreview', maxEntries: CACHE_MAX_ENTRIES, observer: services.metrics.cacheObserver() });
+    cache = new TtlLruCache<Verdict>({
+      name: 'tokenreview',
+      maxEntries: HOT_ENTRIES,
+      packed: { maxEntries: CACHE_MAX_ENTRIES, codec: VERDICT_CODEC },
+      observer: services.metrics.cacheObserver(),
+    });
     caches.set(audienceKey, cache);
   }
   return cache;
@@ -117,7 +135,7 @@ export function successTtlMs(ttlMs: number, expSeconds: number | undefined, now 
 
 /** The TokenReview status as the identity, plus convenience fields; frozen because it is cached and shared. */
 function identityOf(status: TokenReviewStatus): Readonly<Record<string, unknown>> {
-  // Compact: shared group lists, audiences, namespaces, node names; see kube-identity.ts.
+  // Built from a template shared with identities of the same namespace, node and audiences; see kube-identity.ts.
   return tokenReviewIdentity(status);
 }
 
