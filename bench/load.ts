@@ -380,13 +380,19 @@ function renderMarkdown(rows: readonly Row[], opts: LoadOptions, machine: string
   ].join('\n');
 }
 
+/**
+ * 2 workers vs 1 for the injection scenario, from the paired ratios (each against the floor measured just
+ * before it), so that the machine's drift between the two scenarios' runs cancels; the plain rps quotient too.
+ */
 function scalingNote(rows: readonly Row[]): string {
   const one = rows.filter((r) => r.title === SCENARIOS.find((s) => s.id === 'inject')?.title && r.rps);
   const two = rows.filter((r) => r.title === SCENARIOS.find((s) => s.id === 'inject-2w')?.title && r.rps);
   const parts: string[] = [];
   for (const r2 of two) {
     const r1 = one.find((r) => r.concurrency === r2.concurrency);
-    if (r1?.rps && r2.rps) parts.push(`c=${r2.concurrency}: ${(r2.rps / r1.rps).toFixed(2)}×`);
+    if (!r1?.rps || !r2.rps) continue;
+    const paired = r1.ratio && r2.ratio ? `${(r2.ratio / r1.ratio).toFixed(2)}× (paired)` : '';
+    parts.push(`c=${r2.concurrency}: ${[paired, `${(r2.rps / r1.rps).toFixed(2)}× (rps)`].filter(Boolean).join(', ')}`);
   }
-  return parts.length ? `Scaling, credential injection, 2 workers vs 1: ${parts.join(', ')}.` : '';
+  return parts.length ? `Scaling, credential injection, 2 workers vs 1: ${parts.join('; ')}.` : '';
 }
