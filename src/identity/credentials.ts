@@ -29,9 +29,9 @@ export function authorizationHeader(prefix = 'Bearer'): CredentialSource {
       const h = view.headers['authorization'];
       if (!h) return undefined;
       if (!prefix) return h.trim() || undefined;
-      if (h.length <= lower.length + 1 || h.slice(0, lower.length).toLowerCase() !== lower || h[lower.length] !== ' ') {
-        return undefined;
-      }
+      if (h.length <= lower.length + 1 || h[lower.length] !== ' ') return undefined;
+      // The scheme is case-insensitive; as written in the policy (nearly always) without copying anything.
+      if (!h.startsWith(prefix) && h.slice(0, lower.length).toLowerCase() !== lower) return undefined;
       return h.slice(lower.length + 1).trim() || undefined;
     },
   };

@@ -10,6 +10,10 @@ import { Services } from '../../src/pipeline/services.js';
 import { formatDiagnostic } from '../../src/policy/diagnostics.js';
 import { loadPolicyDirectory } from '../../src/policy/load.js';
 import { makePolicyDir, startTestServer, type TestServer } from '../support/test-server.js';
+import { authorizationHeader } from '../../src/identity/credentials.js';
+import { toRequestView } from '../../src/envoy/request.js';
+import { deserializeCheckRequest, serializeCheckRequest } from '../../src/envoy/codec.js';
+import { buildCheckRequest } from '../../src/cli/check-client.js';
 
 const keyFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'egress-authz-stage-')), 'keys.yaml');
 fs.writeFileSync(keyFile, '- key: good-key\n  name: partner\n');
@@ -146,5 +150,19 @@ f:
   anonymous: {}
 `),
     ).toBe('');
+  });
+});
+
+describe('credential sources', () => {
+  it('reads the Authorization scheme case-insensitively and only as a whole word', () => {
+    const viewWith = (authorization: string) =>
+      toRequestView(deserializeCheckRequest(serializeCheckRequest(buildCheckRequest({ host: 'h', headers: { authorization } }))));
+    const bearer = authorizationHeader('Bearer');
+    expect(bearer.extract(viewWith('Bearer tok-1'))).toBe('tok-1');
+    expect(bearer.extract(viewWith('bearer tok-2'))).toBe('tok-2');
+    expect(bearer.extract(viewWith('BEARER  tok-3 '))).toBe('tok-3');
+    expect(bearer.extract(viewWith('Bearertok-4'))).toBeUndefined();
+    expect(bearer.extract(viewWith('Basic dXNlcjpwYXNz'))).toBeUndefined();
+    expect(bearer.extract(viewWith('Bearer '))).toBeUndefined();
   });
 });
