@@ -133,7 +133,7 @@ describe('chart values', () => {
     const { objects } = renderChart({ values: { redis: { url: 'redis://redis.shared:6379/2' }, vault: { address: 'http://vault.vault.svc.cluster.local:8200' } } });
     const env = serverContainer(serverDeployment(objects)).env;
     expect(env).toEqual([
-      { name: 'NODE_OPTIONS', value: '--max-old-space-size=256' },
+      { name: 'NODE_OPTIONS', value: '--max-old-space-size=256 --initial-old-space-size=64' },
       { name: 'EGRESS_AUTHZ_REDIS_URL', value: 'redis://redis.shared:6379/2' },
       { name: 'EGRESS_AUTHZ_VAULT_ADDR', value: 'http://vault.vault.svc.cluster.local:8200' },
     ]);
@@ -144,15 +144,17 @@ describe('chart values', () => {
     const { objects } = renderChart({ values: { redis: { existingSecret: 'redis-credentials', existingSecretKey: 'url' } } });
     const env = serverContainer(serverDeployment(objects)).env!;
     expect(env).toEqual([
-      { name: 'NODE_OPTIONS', value: '--max-old-space-size=256' },
+      { name: 'NODE_OPTIONS', value: '--max-old-space-size=256 --initial-old-space-size=64' },
       { name: 'EGRESS_AUTHZ_REDIS_URL', valueFrom: { secretKeyRef: { name: 'redis-credentials', key: 'url' } } },
     ]);
     validateAll(objects);
   });
 
-  it('maxOldSpaceMiB caps the V8 heap through NODE_OPTIONS; 0 leaves it to Node', () => {
+  it('maxOldSpaceMiB caps the V8 heap through NODE_OPTIONS, with initialOldSpaceMiB; 0 leaves them to Node', () => {
     const capped = serverContainer(serverDeployment(renderChart({ values: { maxOldSpaceMiB: 384 } }).objects)).env;
-    expect(capped).toEqual([{ name: 'NODE_OPTIONS', value: '--max-old-space-size=384' }]);
+    expect(capped).toEqual([{ name: 'NODE_OPTIONS', value: '--max-old-space-size=384 --initial-old-space-size=64' }]);
+    const capOnly = serverContainer(serverDeployment(renderChart({ values: { initialOldSpaceMiB: 0 } }).objects)).env;
+    expect(capOnly).toEqual([{ name: 'NODE_OPTIONS', value: '--max-old-space-size=256' }]);
     const uncapped = serverContainer(serverDeployment(renderChart({ values: { maxOldSpaceMiB: 0 } }).objects)).env;
     expect(uncapped).toBeUndefined();
   });
