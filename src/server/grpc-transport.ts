@@ -201,8 +201,15 @@ class ServerStreamCall<Req, Res> extends EventEmitter implements StreamCall<Req,
 
   write(response: Res): void {
     if (this.ended || this.stream.destroyed) return;
+    let body: Buffer;
+    try {
+      body = frame(this.encode(response));
+    } catch {
+      this.fail(GrpcStatus.INTERNAL, 'response message does not encode');
+      return;
+    }
     if (!this.stream.headersSent) this.stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    this.stream.write(frame(this.encode(response)));
+    this.stream.write(body);
   }
 
   end(): void {
@@ -344,12 +351,19 @@ function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown
       return;
     }
     let answered = false;
-    method.handle(request, {
+    const reply: UnaryReply<unknown> = {
       ok(response) {
         if (answered) return;
         answered = true;
         if (stream.destroyed) return;
-        const body = frame(method.encode(response));
+        let body: Buffer;
+        try {
+          body = frame(method.encode(response));
+        } catch {
+          // A response that cannot be encoded is our bug: the call fails, the server does not.
+          trailersOnly(stream, GrpcStatus.INTERNAL, 'response message does not encode');
+          return;
+        }
         stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
         stream.once('wantTrailers', sendOkTrailers);
         stream.end(body);
@@ -359,7 +373,13 @@ function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown
         answered = true;
         trailersOnly(stream, code, details);
       },
-    });
+    };
+    try {
+      method.handle(request, reply);
+    } catch {
+      // A handler that throws is our bug: its call fails INTERNAL (unless it answered first), the server goes on.
+      reply.fail(GrpcStatus.INTERNAL, 'internal error');
+    }
   });
 }
 
@@ -374,7 +394,12 @@ function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod
     }
     call.emit('close');
   });
-  method.handle(call);
+  try {
+    method.handle(call);
+  } catch {
+    call.fail(GrpcStatus.INTERNAL, 'internal error');
+    return;
+  }
   stream.on('data', (chunk: Buffer) => {
     if (call.ended) return;
     try {
@@ -392,7 +417,12 @@ function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod
         call.fail(GrpcStatus.INTERNAL, 'request message does not decode');
         return;
       }
-      call.emit('data', request);
+      try {
+        call.emit('data', request);
+      } catch {
+        call.fail(GrpcStatus.INTERNAL, 'internal error');
+        return;
+      }
     }
     messages.length = 0;
   });

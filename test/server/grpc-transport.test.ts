@@ -26,17 +26,24 @@ interface Fixture {
   release: () => void;
 }
 
+/** The responses' encoder, which fails on one value (a bug in an encoder must fail the call, not the server). */
+function encodeUnlessUnencodable(res: string): Buffer {
+  if (res === 'UNENCODABLE') throw new Error('cannot encode');
+  return bytes(res);
+}
+
 function methods(f: Pick<Fixture, 'cancelled'> & { late: Array<() => void> }): GrpcMethod[] {
   return [
     {
       kind: 'unary',
       path: '/t.Test/Echo',
       decode: text,
-      encode: bytes,
+      encode: encodeUnlessUnencodable,
       handle(req: string, reply) {
         if (req === 'fail') reply.fail(GrpcStatus.INVALID_ARGUMENT, 'bad ünïcode 100% input\n');
         else if (req === 'late') f.late.push(() => reply.ok('LATE'));
         else if (req === 'never') return;
+        else if (req === 'throw') throw new Error('handler bug');
         else reply.ok(req.toUpperCase());
       },
     },
@@ -53,9 +60,13 @@ function methods(f: Pick<Fixture, 'cancelled'> & { late: Array<() => void> }): G
       kind: 'streaming',
       path: '/t.Test/Chat',
       decode: text,
-      encode: bytes,
+      encode: encodeUnlessUnencodable,
       handle(call: StreamCall<string, string>) {
-        call.on('data', (m) => (m === 'boom' ? call.fail(GrpcStatus.INVALID_ARGUMENT, 'no boom') : call.write(m.toUpperCase())));
+        call.on('data', (m) => {
+          if (m === 'throw') throw new Error('listener bug');
+          if (m === 'boom') call.fail(GrpcStatus.INVALID_ARGUMENT, 'no boom');
+          else call.write(m === 'bad' ? 'UNENCODABLE' : m.toUpperCase());
+        });
         call.on('end', () => call.end());
         call.on('cancelled', () => f.cancelled.push('chat'));
       },
@@ -185,6 +196,14 @@ describe('gRPC transport (node:http2)', () => {
     expect(grpcStatusOf(await raw(f.transport.port, '/t.Test/Echo', flag))).toBe(GrpcStatus.INTERNAL);
     expect(grpcStatusOf(await raw(f.transport.port, '/t.Test/Echo', framed(bytes('a'), true)))).toBe(GrpcStatus.INTERNAL);
     expect(grpcStatusOf(await raw(f.transport.port, '/t.Test/Throws', framed(bytes('a'))))).toBe(GrpcStatus.INTERNAL);
+    // A response that does not encode fails its call, and the server keeps serving.
+    const unencodable = (await unary(f.client, '/t.Test/Echo', 'unencodable').catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(unencodable).toMatchObject({ code: grpc.status.INTERNAL, details: 'response message does not encode' });
+    expect(await unary(f.client, '/t.Test/Echo', 'still')).toBe('STILL');
+    // So does a handler that throws.
+    const thrown = (await unary(f.client, '/t.Test/Echo', 'throw').catch((e: unknown) => e)) as grpc.ServiceError;
+    expect(thrown).toMatchObject({ code: grpc.status.INTERNAL, details: 'internal error' });
+    expect(await unary(f.client, '/t.Test/Echo', 'again')).toBe('AGAIN');
     // A message split over several DATA frames is reassembled.
     expect(await unary(f.client, '/t.Test/Echo', 'z'.repeat(MAX))).toBe('Z'.repeat(MAX));
   });
@@ -206,6 +225,18 @@ describe('gRPC transport (node:http2)', () => {
     const failed = new Promise<grpc.StatusObject>((resolve) => failing.on('status', resolve));
     failing.write('boom');
     expect(await failed).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'no boom' });
+
+    const unencodable = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
+    unencodable.on('error', () => undefined);
+    const unencodableStatus = new Promise<grpc.StatusObject>((resolve) => unencodable.on('status', resolve));
+    unencodable.write('bad');
+    expect(await unencodableStatus).toMatchObject({ code: grpc.status.INTERNAL, details: 'response message does not encode' });
+
+    const throwing = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
+    throwing.on('error', () => undefined);
+    const throwingStatus = new Promise<grpc.StatusObject>((resolve) => throwing.on('status', resolve));
+    throwing.write('throw');
+    expect(await throwingStatus).toMatchObject({ code: grpc.status.INTERNAL, details: 'internal error' });
 
     const cancelled = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
     cancelled.on('error', () => undefined);
