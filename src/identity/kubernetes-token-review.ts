@@ -109,7 +109,15 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
       const token = credentials.extract(ctx.view);
       if (!token) return MISSING;
       // Keyed by the token's hash (computed once per Check, shared with Vault's login key).
-      const waited = waitWithinDeadline(cache.getOrLoad(ctx.secretHash(token), () => review(token)), ctx);
+      const key = ctx.secretHash(token);
+      if (ctx.background) {
+        // A background run continues from a review that landed; one that failed is not asked again here
+        // (failures are not cached): the workload's retry does that, and an API server in trouble gets no extra
+        // reviews from Checks that were already answered.
+        const cached = cache.get(key);
+        return cached === undefined ? NOT_IN_BACKGROUND : outcomeOf({ done: true, value: cached }, token);
+      }
+      const waited = waitWithinDeadline(cache.getOrLoad(key, () => review(token)), ctx);
       return waited instanceof Promise ? waited.then((w) => outcomeOf(w, token)) : outcomeOf(waited, token);
     },
   };
@@ -127,6 +135,7 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
 };
 
 const MISSING: IdentityOutcome = { kind: 'missing' };
+const NOT_IN_BACKGROUND: IdentityOutcome = { kind: 'unavailable', reason: 'no cached TokenReview verdict (background run)' };
 
 /** How long an accepted token's verdict is cached: the TTL, cut short by the token's own expiry. */
 export function successTtlMs(ttlMs: number, expSeconds: number | undefined, now = Date.now()): number {

@@ -82,8 +82,10 @@ export class Authorizer {
    * backend leaves the load running, so the answer lands in the cache; but the stages after it never started
    * (a TokenReview that came late leaves the Vault login and read undone), so Envoy's retry would meet a cold
    * cache again. Once the abandoned loads settle, the request is evaluated again in the background (identity
-   * and metadata only, answer discarded) for up to MAX_BACKGROUND_ROUNDS rounds. Bounded: at most
-   * MAX_BACKGROUND_RUNS at a time, and one run per abandoned load (1,000 Checks of one new identity make one).
+   * and metadata only, answer discarded) for up to MAX_BACKGROUND_ROUNDS rounds. A load that threw ends it, and
+   * the TokenReview method answers a background run from its cache only: a review that failed is not asked
+   * again (the workload's retry does that). Bounded: at most MAX_BACKGROUND_RUNS at a time, and one run per
+   * abandoned load (1,000 Checks of one new identity make one).
    */
   private finishInBackground(view: RequestView, set: PolicySet, ctx: CheckContext, round: number): void {
     const loads = ctx.abandonedLoads;
@@ -91,7 +93,7 @@ export class Authorizer {
     if (loads.every((load) => this.continued.has(load))) return;
     for (const load of loads) this.continued.add(load);
     this.backgroundRuns++;
-    void Promise.allSettled(loads)
+    void Promise.all(loads)
       .then(() => this.evaluateInBackground(view, set))
       .then(
         (again) => {

@@ -160,4 +160,26 @@ describe('a Check answered 503 at its deadline is finished in the background', (
       await services.close();
     }
   });
+
+  it('a TokenReview that fails after the deadline is not asked again in the background', async () => {
+    const { authorizer: a, services } = await authorizer(100);
+    try {
+      const view = viewFor(kube.issueToken({ namespace: 'team-a', serviceAccount: 'late-failure', expiresInSeconds: 3600 }));
+      kube.resetCounters();
+      vault.resetCounters();
+      kube.setFailure('500');
+      kube.setLatencyMs(150);
+      const first = await a.decide(view);
+      expect(first.decision).toMatchObject({ kind: 'deny', status: 503 });
+      expect(kube.calls.tokenReviews).toBe(1);
+      // The review fails once it lands (~50 ms after the deadline); give a background run time to start.
+      await new Promise((r) => setTimeout(r, 400));
+      expect(kube.calls.tokenReviews).toBe(1);
+      expect(vault.calls).toMatchObject({ login: 0, read: 0 });
+    } finally {
+      kube.setFailure('none');
+      kube.setLatencyMs(0);
+      await services.close();
+    }
+  });
 });
