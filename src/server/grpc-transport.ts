@@ -390,9 +390,9 @@ function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod
   stream.once('close', () => {
     if (!call.ended) {
       call.ended = true;
-      call.emit('cancelled');
+      emitSafely(call, 'cancelled');
     }
-    call.emit('close');
+    emitSafely(call, 'close');
   });
   try {
     method.handle(call);
@@ -417,12 +417,7 @@ function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod
         call.fail(GrpcStatus.INTERNAL, 'request message does not decode');
         return;
       }
-      try {
-        call.emit('data', request);
-      } catch {
-        call.fail(GrpcStatus.INTERNAL, 'internal error');
-        return;
-      }
+      if (!emitSafely(call, 'data', request)) return;
     }
     messages.length = 0;
   });
@@ -432,9 +427,23 @@ function serveStreaming(stream: http2.ServerHttp2Stream, method: StreamingMethod
     setImmediate(() => {
       if (call.ended || stream.aborted || stream.destroyed) return;
       if (reader.truncated) call.fail(GrpcStatus.INTERNAL, 'the request stream ended inside a message');
-      else call.emit('end');
+      else emitSafely(call, 'end');
     }),
   );
+}
+
+/**
+ * Emits an event to the handler's listeners; one that throws (our bug) fails its call INTERNAL instead of
+ * reaching the process as an uncaught exception. False when it threw.
+ */
+function emitSafely(call: ServerStreamCall<unknown, unknown>, event: string, ...args: unknown[]): boolean {
+  try {
+    call.emit(event, ...args);
+    return true;
+  } catch {
+    call.fail(GrpcStatus.INTERNAL, 'internal error');
+    return false;
+  }
 }
 
 function answerError(stream: http2.ServerHttp2Stream, err: unknown): void {
