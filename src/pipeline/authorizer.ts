@@ -26,7 +26,15 @@ export interface CheckOptions {
   /** Decide with this set instead of the active one (policy tests, explain --policies). */
   readonly set?: PolicySet;
   readonly standIns?: StandIns;
+  /**
+   * When the client stops waiting (epoch ms: Envoy's `grpc-timeout`). The Check's deadline is the earlier of
+   * --check-deadline and this, less CLIENT_DEADLINE_MARGIN_MS, so that a 503 still reaches Envoy in time.
+   */
+  readonly clientDeadline?: number;
 }
+
+/** Kept back from the client's deadline: the answer still has to travel back (and Envoy's clock started first). */
+const CLIENT_DEADLINE_MARGIN_MS = 5;
 
 /** Background evaluations running at once (each holds one request view and its pipeline state). */
 const MAX_BACKGROUND_RUNS = 1_000;
@@ -60,7 +68,7 @@ export class Authorizer {
     if (!set) {
       return { decision: deny('', 'internal', 503, 'policies are not loaded yet'), secrets: [] };
     }
-    const bucket = this.deadlineBucket();
+    const bucket = this.deadlineBucket(opts.clientDeadline);
     const ctx = new CheckContext(view, bucket.deadline, bucket, toObjectView, opts.trace, opts.standIns);
     let decided: MaybePromise<Decision>;
     try {
@@ -125,12 +133,17 @@ export class Authorizer {
     return { decision: deny('', 'internal', 500, 'internal error while deciding'), secrets: ctx.secrets, trace: ctx.trace };
   }
 
-  /** The bucket of Checks starting in this millisecond (they all have the same deadline). */
-  private deadlineBucket(): DeadlineBucket {
+  /**
+   * The bucket of Checks starting in this millisecond with the same deadline (Envoy sends one timeout per
+   * cluster, so its Checks of one millisecond still share one).
+   */
+  private deadlineBucket(clientDeadline?: number): DeadlineBucket {
     const now = Date.now();
+    let budgetMs = this.services.config.checkDeadlineMs;
+    if (clientDeadline !== undefined) budgetMs = Math.max(0, Math.min(budgetMs, clientDeadline - CLIENT_DEADLINE_MARGIN_MS - now));
     const current = this.currentBucket;
-    if (current && current.startedAt === now && !current.expired) return current;
-    const bucket = new DeadlineBucket(now, this.services.config.checkDeadlineMs, (expired) => {
+    if (current && current.startedAt === now && current.budgetMs === budgetMs && !current.expired) return current;
+    const bucket = new DeadlineBucket(now, budgetMs, (expired) => {
       if (this.currentBucket === expired) this.currentBucket = undefined;
     });
     this.currentBucket = bucket;
@@ -209,7 +222,7 @@ class DeadlineBucket {
 
   constructor(
     readonly startedAt: number,
-    private readonly budgetMs: number,
+    readonly budgetMs: number,
     private readonly onExpired: (bucket: DeadlineBucket) => void,
   ) {
     this.deadline = startedAt + budgetMs;

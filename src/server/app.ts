@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { SERVE_DEFAULTS, type ServeConfig } from '../config.js';
 import { Metrics } from '../observability/metrics.js';
 import { logDecision, type DecisionLogOptions } from '../observability/decision-log.js';
-import { Authorizer, type CheckOutcome } from '../pipeline/authorizer.js';
+import { Authorizer, type CheckOptions, type CheckOutcome } from '../pipeline/authorizer.js';
 import { andThen } from '../pipeline/maybe-async.js';
 import { extProcService } from '../extproc/service.js';
 import { Services } from '../pipeline/services.js';
@@ -18,6 +18,8 @@ import { startAdminServer, type AdminServer } from './admin.js';
 import { explainRoute } from './explain-endpoint.js';
 import { startGrpcServer, type CheckCounts, type GrpcServerHandle } from './grpc-server.js';
 import { PolicyDirectoryWatcher, directoryFingerprint } from './watch.js';
+
+const NO_OPTIONS: CheckOptions = {};
 
 /** What asked for a (re)load: shown in logs and /readyz. */
 export type ReloadTrigger = 'startup' | 'watch' | 'SIGHUP' | 'api';
@@ -138,7 +140,7 @@ export async function startApp(
   const extProc = extProcService(services);
   const grpc: GrpcServerHandle = await startGrpcServer(
     config.listen,
-    (view) => {
+    (view, clientDeadline) => {
       const t0 = performance.now();
       const finish = (outcome: CheckOutcome): CheckOutcome => {
         const d = outcome.decision;
@@ -147,7 +149,7 @@ export async function startApp(
         logDecision(logger, decisionLog, view, outcome, ms);
         return outcome;
       };
-      return andThen(authorizer.decide(view), finish);
+      return andThen(authorizer.decide(view, clientDeadline === undefined ? NO_OPTIONS : { clientDeadline }), finish);
     },
     (reason) => {
       metrics.checks.inc({ policy: '(none)', decision: 'invalid', status: '400' });

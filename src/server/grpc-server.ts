@@ -14,8 +14,11 @@ import type { RequestView } from '../envoy/request-view.js';
 import type { MaybePromise } from '../pipeline/maybe-async.js';
 import { GrpcStatus, startGrpcTransport, type GrpcMethod, type StreamCall, type UnaryReply } from './grpc-transport.js';
 
-/** Answers a Check now (every cache warm) or later; throws or rejects only on a bug (→ INTERNAL). */
-export type CheckHandler = (view: RequestView) => MaybePromise<CheckOutcome>;
+/**
+ * Answers a Check now (every cache warm) or later; throws or rejects only on a bug (→ INTERNAL).
+ * `clientDeadline`: when Envoy stops waiting (epoch ms, its `grpc-timeout`), if it said.
+ */
+export type CheckHandler = (view: RequestView, clientDeadline: number | undefined) => MaybePromise<CheckOutcome>;
 
 export const SERVING = 1;
 export const NOT_SERVING = 2;
@@ -100,7 +103,7 @@ export async function startGrpcServer(
     path: CHECK_PATH,
     decode: safeDeserialize,
     encode: serializeCheckResponse,
-    handle(req: ProtoCheckRequest | DecodeError, reply: UnaryReply<object>) {
+    handle(req: ProtoCheckRequest | DecodeError, reply: UnaryReply<object>, clientDeadline: number | undefined) {
       if (req instanceof DecodeError) {
         onInvalid?.(req.message);
         reply.fail(GrpcStatus.INVALID_ARGUMENT, req.message);
@@ -126,7 +129,7 @@ export async function startGrpcServer(
       };
       let outcome: MaybePromise<CheckOutcome>;
       try {
-        outcome = handler(view);
+        outcome = handler(view, clientDeadline);
       } catch {
         fail();
         return;

@@ -27,13 +27,16 @@ export const GrpcStatus = {
 } as const;
 export type GrpcStatusCode = (typeof GrpcStatus)[keyof typeof GrpcStatus];
 
-/** A unary method: one request message, one answer. `handle` calls exactly one of `reply.ok` / `reply.fail`. */
+/**
+ * A unary method: one request message, one answer. `handle` calls exactly one of `reply.ok` / `reply.fail`.
+ * `deadline` is when the client stops waiting (epoch ms, from its `grpc-timeout`), if it said.
+ */
 export interface UnaryMethod<Req, Res> {
   readonly kind: 'unary';
   readonly path: string;
   decode(message: Buffer): Req;
   encode(response: Res): Uint8Array;
-  handle(request: Req, reply: UnaryReply<Res>): void;
+  handle(request: Req, reply: UnaryReply<Res>, deadline: number | undefined): void;
 }
 
 export interface UnaryReply<Res> {
@@ -102,6 +105,15 @@ function sendOkTrailers(this: http2.ServerHttp2Stream): void {
 
 function ignoreError(): void {
   // A reset stream or a dropped connection is the client's business; the call is simply over.
+}
+
+const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
+
+/** A `grpc-timeout` value (1–8 digits and a unit, PROTOCOL-HTTP2.md) in ms; undefined when malformed. */
+export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  return m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! : undefined;
 }
 
 /** grpc-message is percent-encoded: printable ASCII except '%' goes as is. */
@@ -284,8 +296,10 @@ export async function startGrpcTransport(
     open++;
     stream.once('close', () => open--);
     const reader = new MessageReader(options.maxReceiveMessageBytes, decompress);
-    if (method.kind === 'unary') serveUnary(stream, method, reader);
-    else serveStreaming(stream, method, reader);
+    if (method.kind === 'unary') {
+      const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
+      serveUnary(stream, method, reader, timeoutMs === undefined ? undefined : Date.now() + timeoutMs);
+    } else serveStreaming(stream, method, reader);
   });
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -324,7 +338,12 @@ export async function startGrpcTransport(
   };
 }
 
-function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown, unknown>, reader: MessageReader): void {
+function serveUnary(
+  stream: http2.ServerHttp2Stream,
+  method: UnaryMethod<unknown, unknown>,
+  reader: MessageReader,
+  deadline: number | undefined,
+): void {
   const messages: Buffer[] = [];
   let failed = false;
   stream.on('data', (chunk: Buffer) => {
@@ -375,7 +394,7 @@ function serveUnary(stream: http2.ServerHttp2Stream, method: UnaryMethod<unknown
       },
     };
     try {
-      method.handle(request, reply);
+      method.handle(request, reply, deadline);
     } catch {
       // A handler that throws is our bug: its call fails INTERNAL (unless it answered first), the server goes on.
       reply.fail(GrpcStatus.INTERNAL, 'internal error');

@@ -203,6 +203,21 @@ describe("the seed's access-control AuthPolicy, verbatim (kubernetesTokenReview)
     }
   });
 
+  it("answers 503 before Envoy's own timeout (grpc-timeout) when that is shorter than the Check deadline", async () => {
+    const token = kube.issueToken({ namespace: 'ai-workloads', serviceAccount: 'chatbot' });
+    kube.setLatencyMs(CHECK_DEADLINE_MS * 3);
+    try {
+      const started = Date.now();
+      // The client's deadline travels as grpc-timeout; a 503 after it would be lost (Envoy answers by itself).
+      const r = await s.client.check({ host, headers: bearer(token) }, 400);
+      expect(Date.now() - started).toBeLessThan(400);
+      expect(r.httpStatus).toBe(503);
+      expect(JSON.parse(r.body).reason).toContain('TokenReview did not answer within the deadline');
+    } finally {
+      kube.setLatencyMs(0);
+    }
+  });
+
   it('makes exactly one TokenReview for 100 concurrent requests with one new token', async () => {
     const token = kube.issueToken({ namespace: 'ai-workloads', serviceAccount: 'batch' });
     const results = await Promise.all(Array.from({ length: 100 }, () => s.client.check({ host, headers: bearer(token) })));

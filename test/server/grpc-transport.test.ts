@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   GrpcStatus,
   encodeGrpcMessage,
+  parseGrpcTimeout,
   startGrpcTransport,
   type GrpcMethod,
   type GrpcTransport,
@@ -141,6 +142,16 @@ describe('gRPC transport (node:http2)', () => {
     expect(err.details).toBe('bad ünïcode 100% input\n');
     expect(encodeGrpcMessage('plain text: ok')).toBe('plain text: ok');
     expect(encodeGrpcMessage('100%')).toBe('100%25');
+  });
+
+  it('reads grpc-timeout in every unit and ignores a malformed one', () => {
+    expect(parseGrpcTimeout('200m')).toBe(200);
+    expect(parseGrpcTimeout('2S')).toBe(2000);
+    expect(parseGrpcTimeout('1M')).toBe(60_000);
+    expect(parseGrpcTimeout('1H')).toBe(3_600_000);
+    expect(parseGrpcTimeout('1500u')).toBeCloseTo(1.5);
+    expect(parseGrpcTimeout('2000000n')).toBeCloseTo(2);
+    for (const bad of ['', '200', 'm', '123456789m', '-1m', '1.5S', '10x', undefined]) expect(parseGrpcTimeout(bad)).toBeUndefined();
   });
 
   it('writes the answer as headers, one length-prefixed message, then grpc-status 0 in trailers', async () => {
