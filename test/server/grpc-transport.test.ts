@@ -231,23 +231,17 @@ describe('gRPC transport (node:http2)', () => {
     expect((await status).code).toBe(grpc.status.OK);
     expect(got).toEqual(['A', 'B']);
 
-    const failing = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
-    failing.on('error', () => undefined);
-    const failed = new Promise<grpc.StatusObject>((resolve) => failing.on('status', resolve));
-    failing.write('boom');
-    expect(await failed).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'no boom' });
-
-    const unencodable = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
-    unencodable.on('error', () => undefined);
-    const unencodableStatus = new Promise<grpc.StatusObject>((resolve) => unencodable.on('status', resolve));
-    unencodable.write('bad');
-    expect(await unencodableStatus).toMatchObject({ code: grpc.status.INTERNAL, details: 'response message does not encode' });
-
-    const throwing = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
-    throwing.on('error', () => undefined);
-    const throwingStatus = new Promise<grpc.StatusObject>((resolve) => throwing.on('status', resolve));
-    throwing.write('throw');
-    expect(await throwingStatus).toMatchObject({ code: grpc.status.INTERNAL, details: 'internal error' });
+    /** The status a new Chat call ends with after the client writes `message`. */
+    const statusAfter = (message: string): Promise<grpc.StatusObject> => {
+      const chat = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
+      chat.on('error', () => undefined);
+      const ended = new Promise<grpc.StatusObject>((resolve) => chat.on('status', resolve));
+      chat.write(message);
+      return ended;
+    };
+    expect(await statusAfter('boom')).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'no boom' });
+    expect(await statusAfter('bad')).toMatchObject({ code: grpc.status.INTERNAL, details: 'response message does not encode' });
+    expect(await statusAfter('throw')).toMatchObject({ code: grpc.status.INTERNAL, details: 'internal error' });
 
     const cancelled = f.client.makeBidiStreamRequest('/t.Test/Chat', bytes, text);
     cancelled.on('error', () => undefined);
