@@ -11,7 +11,7 @@ import type { CheckContext, Stage } from '../pipeline/context.js';
 import { allow, deny, type Decision } from '../pipeline/decision.js';
 import { evalAll, type FailurePolicy } from '../pipeline/section.js';
 import type { Metrics } from '../observability/metrics.js';
-import { counterKey } from '../ratelimit/counter-key.js';
+import { counterKeyPrefix, counterKeyWith } from '../ratelimit/counter-key.js';
 import { ceilSeconds, rateLimitHeaders, type RateLimitItem } from '../ratelimit/headers.js';
 import { formatWindow, type DebitCounter } from '../ratelimit/store.js';
 import { describe, evaluationFailed, quoteList, type FailureMode } from '../ratelimit/stage.js';
@@ -64,6 +64,9 @@ interface PlannedBudget {
 
 export function createTokenBudgetStage(options: TokenBudgetStageOptions): Stage {
   const { policy, scope, failurePolicy, budgets, metrics } = options;
+  // A prefix no rate-limit key starts with (those start with a quote), so budgets and limits never share a
+  // counter even with equal names; the part fixed by the policy and the budget is built once.
+  const keyPrefixes = budgets.map((budget) => `tokens\u0000${counterKeyPrefix(scope, budget.name)}`);
   const failed = (ctx: CheckContext, what: string, message: string) =>
     evaluationFailed(ctx, { policy, failurePolicy, metrics }, what, message);
 
@@ -73,13 +76,12 @@ export function createTokenBudgetStage(options: TokenBudgetStageOptions): Stage 
     async run(ctx: CheckContext): Promise<Decision | undefined> {
       // 1. The budgets that apply and the counter each spends from.
       const planned: PlannedBudget[] = [];
-      for (const budget of budgets) {
+      for (let index = 0; index < budgets.length; index++) {
+        const budget = budgets[index]!;
         try {
           if (budget.when.length > 0 && !evalAll(budget.when, ctx.activation)) continue;
           const values = budget.counters.map((counter) => counter.evaluate(ctx.activation));
-          // A prefix no rate-limit key starts with (those start with a quote), so budgets and limits
-          // never share a counter even with equal names.
-          planned.push({ budget, key: budgetKeyDigest(`tokens\u0000${counterKey(scope, budget.name, values)}`) });
+          planned.push({ budget, key: budgetKeyDigest(counterKeyWith(keyPrefixes[index]!, values)) });
         } catch (error) {
           const decision = failed(ctx, `token budget "${budget.name}"`, celErrorMessage(error));
           if (decision) return decision;

@@ -8,20 +8,17 @@ export class CounterValueError extends Error {
 }
 
 /**
- * `"<policy>" NUL "<limit>" NUL <value> NUL ...`: names JSON-quoted, each CEL value type-tagged — `s"text"`
- * (JSON-quoted), `i42`, `d1.5`, `btrue`, `y<base64>`, `t<ISO time>`, `l[...]`, `m{"key":...}` (keys sorted).
- * Every encoded value starts with its type letter and strings are quoted, so distinct inputs never share a key.
+ * Counter keys are `"<policy>" NUL "<limit>" NUL <value> NUL ...`: names JSON-quoted, each CEL value
+ * type-tagged — `s"text"` (JSON-quoted), `i42`, `d1.5`, `btrue`, `y<base64>`, `t<ISO time>`, `l[...]`,
+ * `m{"key":...}` (keys sorted). Every encoded value starts with its type letter and strings are quoted, so
+ * distinct inputs never share a key. The part fixed by the policy and the limit is built once per compiled
+ * limit (this function); the values per request (counterKeyWith).
  */
-export function counterKey(policy: string, limit: string, values: readonly unknown[]): string {
-  return counterKeyWith(counterKeyPrefix(policy, limit), values);
-}
-
-/** The part of a counter key fixed by the policy and the limit (computed once per compiled limit). */
 export function counterKeyPrefix(policy: string, limit: string): string {
   return `${JSON.stringify(policy)}\u0000${JSON.stringify(limit)}`;
 }
 
-/** `prefix` (from counterKeyPrefix) followed by the encoded values: the same key as counterKey. */
+/** The counter key: `prefix` (from counterKeyPrefix) followed by the encoded values. */
 export function counterKeyWith(prefix: string, values: readonly unknown[]): string {
   let key = prefix;
   for (let index = 0; index < values.length; index++) key += `\u0000${encode(values[index], `counter ${index + 1}`)}`;

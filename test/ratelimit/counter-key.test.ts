@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { counterKey, CounterValueError } from '../../src/ratelimit/counter-key.js';
+import { counterKeyPrefix, counterKeyWith, CounterValueError } from '../../src/ratelimit/counter-key.js';
+
+const counterKey = (policy: string, limit: string, values: readonly unknown[]): string =>
+  counterKeyWith(counterKeyPrefix(policy, limit), values);
 
 describe('counterKey', () => {
   it('separates policies, limits and values', () => {
