@@ -82,8 +82,6 @@ export interface GrpcTransportOptions {
 
 export interface GrpcTransport {
   readonly port: number;
-  /** Streams started and not yet closed, over every method. */
-  openStreams(): number;
   /**
    * Closes the listener and sends GOAWAY on every connection: calls already started finish, new ones go
    * elsewhere. Resolves once every connection has closed.
@@ -253,7 +251,6 @@ export async function startGrpcTransport(
 ): Promise<GrpcTransport> {
   const byPath = new Map<string, GrpcMethod>(methods.map((m) => [m.path, m]));
   const sessions = new Set<http2.ServerHttp2Session>();
-  let open = 0;
 
   // Envoy multiplexes every Check of a worker thread on one connection: no per-connection stream cap, and room
   // for a few maximum-size messages in flight.
@@ -293,8 +290,6 @@ export async function startGrpcTransport(
         return;
       }
     }
-    open++;
-    stream.once('close', () => open--);
     const reader = new MessageReader(options.maxReceiveMessageBytes, decompress);
     if (method.kind === 'unary') {
       const timeoutMs = parseGrpcTimeout(headers['grpc-timeout']);
@@ -314,7 +309,6 @@ export async function startGrpcTransport(
 
   return {
     port,
-    openStreams: () => open,
     close() {
       return new Promise<void>((resolve) => {
         let pending = sessions.size + 1;
