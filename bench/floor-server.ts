@@ -6,8 +6,8 @@
 // Usage: node --import tsx bench/floor-server.ts --listen 127.0.0.1:PORT --admin-listen 127.0.0.1:PORT [--transport h2]
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import { deserializeCheckRequest, serializeCheckResponse } from '../src/envoy/codec.js';
-import { startGrpcTransport } from '../src/server/grpc-transport.js';
+import { CHECK_PATH, deserializeCheckRequest, serializeCheckResponse } from '../src/envoy/codec.js';
+import { MAX_RECEIVE_MESSAGE_BYTES, startGrpcTransport } from '../src/server/grpc-transport.js';
 
 function flag(name: string, fallback?: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -16,8 +16,6 @@ function flag(name: string, fallback?: string): string {
   return v;
 }
 
-const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
-const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 const OK_RESPONSE = { status: { code: 0 }, okResponse: {} };
 let answered = 0;
 
@@ -34,7 +32,7 @@ async function startGrpcJsFloor(listen: string): Promise<() => Promise<void>> {
     },
   };
   const server = new grpc.Server({
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': MAX_RECEIVE_MESSAGE_BYTES,
     'grpc.keepalive_permit_without_calls': 1,
   });
   server.addService(service, {
@@ -64,7 +62,7 @@ async function startTransportFloor(listen: string): Promise<() => Promise<void>>
         },
       },
     ],
-    { maxReceiveMessageBytes: MAX_MESSAGE_BYTES },
+    { maxReceiveMessageBytes: MAX_RECEIVE_MESSAGE_BYTES },
   );
   return () => transport.close();
 }

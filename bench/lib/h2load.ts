@@ -5,10 +5,10 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { CHECK_PATH } from '../../src/envoy/codec.js';
 import { mean, percentile } from './stats.js';
 
 export const H2LOAD = '/usr/bin/h2load';
-export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
 /** gRPC length-prefixed message: 1 byte "not compressed", 4 bytes big-endian length, the message. */
 export function grpcFrame(message: Uint8Array): Buffer {

@@ -4,7 +4,8 @@
 import http2 from 'node:http2';
 import { buildCheckRequest, type CheckRequestInput } from '../../src/cli/check-client.js';
 import { CheckResponseType, serializeCheckRequest } from '../../src/envoy/codec.js';
-import { CHECK_PATH, grpcFrame } from './h2load.js';
+import { CHECK_PATH } from '../../src/envoy/codec.js';
+import { grpcFrame } from './h2load.js';
 
 export interface RawAnswer {
   /** ms from sending the request to the end of the answer. */

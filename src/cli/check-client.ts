@@ -1,7 +1,7 @@
 // A small ext_authz client: sends one CheckRequest the way Envoy would. Used by `egress-authz check`,
 // the tests and the benchmarks.
 import * as grpc from '@grpc/grpc-js';
-import { deserializeCheckResponse, serializeCheckRequest } from '../envoy/codec.js';
+import { CHECK_PATH, deserializeCheckResponse, serializeCheckRequest } from '../envoy/codec.js';
 
 export interface CheckRequestInput {
   host: string;
@@ -121,7 +121,7 @@ export class CheckClient {
   checkRaw(body: Buffer, deadlineMs = 5000): Promise<Record<string, unknown>> {
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
-        '/envoy.service.auth.v3.Authorization/Check',
+        CHECK_PATH,
         (b: Buffer) => b,
         deserializeCheckResponse,
         body,

@@ -27,6 +27,9 @@ export function loadProtoRoot(files: readonly string[]): protobuf.Root {
   return root.loadSync(files.map((f) => path.join(PROTO_DIR, f)), { keepCase: false });
 }
 
+/** The gRPC method path of ext_authz's Check. */
+export const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+
 export const protoRoot = loadProtoRoot(['ext_authz.proto', 'health.proto']);
 export const CheckRequestType = protoRoot.lookupType('envoy.service.auth.v3.CheckRequest');
 export const CheckResponseType = protoRoot.lookupType('envoy.service.auth.v3.CheckResponse');

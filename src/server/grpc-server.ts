@@ -1,5 +1,6 @@
 // The gRPC endpoint: envoy.service.auth.v3.Authorization/Check and grpc.health.v1.Health.
 import {
+  CHECK_PATH,
   DecodeError,
   HealthCheckRequestType,
   HealthCheckResponseType,
@@ -12,7 +13,7 @@ import { toCheckResponse } from '../envoy/response.js';
 import type { CheckOutcome } from '../pipeline/authorizer.js';
 import type { RequestView } from '../envoy/request-view.js';
 import type { MaybePromise } from '../pipeline/maybe-async.js';
-import { GrpcStatus, startGrpcTransport, type GrpcMethod, type StreamCall, type UnaryReply } from './grpc-transport.js';
+import { GrpcStatus, MAX_RECEIVE_MESSAGE_BYTES, startGrpcTransport, type GrpcMethod, type StreamCall, type UnaryReply } from './grpc-transport.js';
 
 /**
  * Answers a Check now (every cache warm) or later; throws or rejects only on a bug (→ INTERNAL).
@@ -32,8 +33,6 @@ function safeDeserialize(buf: Buffer): ProtoCheckRequest | DecodeError {
     return err instanceof DecodeError ? err : new DecodeError('malformed CheckRequest');
   }
 }
-
-const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
 
 interface HealthRequest {
   service?: string;
@@ -80,9 +79,6 @@ export interface ExtraGrpcService {
   readonly name: string;
   readonly methods: readonly GrpcMethod[];
 }
-
-/** Largest CheckRequest accepted (Envoy's with_request_body can carry a body up to its own limit). */
-const MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 export async function startGrpcServer(
   listen: string,

@@ -91,6 +91,9 @@ export interface GrpcTransport {
   destroy(): void;
 }
 
+/** Largest request message the servers accept (Envoy's with_request_body can carry a body up to its own limit). */
+export const MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024;
+
 const MESSAGE_HEADER_BYTES = 5;
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc' };
 const OK_TRAILERS = { 'grpc-status': '0' };

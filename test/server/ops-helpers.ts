@@ -1,7 +1,7 @@
 // Helpers for the operations tests: gRPC health client, Prometheus text parsing, a load pump that keeps N
 // checks in flight, a check client with its own connection, and waiting for a condition.
 import * as grpc from '@grpc/grpc-js';
-import { HealthCheckRequestType, HealthCheckResponseType, deserializeCheckResponse, serializeCheckRequest } from '../../src/envoy/codec.js';
+import { CHECK_PATH, HealthCheckRequestType, HealthCheckResponseType, deserializeCheckResponse, serializeCheckRequest } from '../../src/envoy/codec.js';
 import { buildCheckRequest, interpretCheckResponse, type CheckRequestInput, type CheckResult } from '../../src/cli/check-client.js';
 
 export const SERVING = 1;
@@ -73,7 +73,7 @@ export class SeparateConnectionClient {
   check(r: CheckRequestInput, deadlineMs = 10_000): Promise<CheckResult> {
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(
-        '/envoy.service.auth.v3.Authorization/Check',
+        CHECK_PATH,
         (b: Buffer) => b,
         deserializeCheckResponse,
         serializeCheckRequest(buildCheckRequest(r)),
