@@ -110,11 +110,18 @@ function ignoreError(): void {
 
 const TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1_000, m: 1, u: 1e-3, n: 1e-6 };
 
+/** The last `grpc-timeout` read: Envoy sends its cluster's timeout, the same text on every Check. */
+let lastTimeoutText = '';
+let lastTimeoutMs: number | undefined;
+
 /** A `grpc-timeout` value (1–8 digits and a unit, PROTOCOL-HTTP2.md) in ms; undefined when malformed. */
 export function parseGrpcTimeout(value: string | string[] | undefined): number | undefined {
   if (typeof value !== 'string') return undefined;
+  if (value === lastTimeoutText) return lastTimeoutMs;
   const m = /^(\d{1,8})([HMSmun])$/.exec(value);
-  return m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! : undefined;
+  lastTimeoutText = value;
+  lastTimeoutMs = m ? Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]! : undefined;
+  return lastTimeoutMs;
 }
 
 /** grpc-message is percent-encoded: printable ASCII except '%' goes as is. */

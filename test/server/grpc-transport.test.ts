@@ -163,6 +163,8 @@ describe('gRPC transport (node:http2)', () => {
     expect(parseGrpcTimeout('1500u')).toBeCloseTo(1.5);
     expect(parseGrpcTimeout('2000000n')).toBeCloseTo(2);
     for (const bad of ['', '200', 'm', '123456789m', '-1m', '1.5S', '10x', undefined]) expect(parseGrpcTimeout(bad)).toBeUndefined();
+    // The same text twice (Envoy's case) and after another one gives the same answer.
+    expect([parseGrpcTimeout('200m'), parseGrpcTimeout('200m'), parseGrpcTimeout('bad'), parseGrpcTimeout('bad'), parseGrpcTimeout('200m')]).toEqual([200, 200, undefined, undefined, 200]);
   });
 
   it('writes the answer as headers, one length-prefixed message, then grpc-status 0 in trailers', async () => {
