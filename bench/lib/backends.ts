@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startFakeKubeApiserver, type FakeKubeApiserver } from '../../test/support/fake-kube-apiserver.js';
-import { startFakeVault, type FakeVault } from '../../test/support/fake-vault.js';
+import { allowEgressReads, startFakeVault, type FakeVault } from '../../test/support/fake-vault.js';
 import { startRedisServer, type RedisServerHandle } from '../../test/support/redis-server.js';
 
 /** The namespace the seed's access-control predicate allows. */
@@ -36,12 +36,7 @@ export interface Backends {
 export async function startBackends(): Promise<Backends> {
   const kube = await startFakeKubeApiserver();
   const vault = await startFakeVault({ kube });
-  vault.addPolicy('egress-read', [{ path: 'secret/data/egress/*', capabilities: ['read'] }]);
-  vault.addRole('kubernetes', VAULT_ROLE, {
-    boundServiceAccountNames: ['*'],
-    boundServiceAccountNamespaces: [WORKLOAD_NAMESPACE],
-    policies: ['egress-read'],
-  });
+  allowEgressReads(vault, [WORKLOAD_NAMESPACE], VAULT_ROLE);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'egress-authz-bench-kube-'));
   const kubeconfigPath = path.join(dir, 'kubeconfig');
   fs.writeFileSync(kubeconfigPath, kubeconfig(kube), { mode: 0o600 });

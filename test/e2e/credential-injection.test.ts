@@ -10,7 +10,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { CheckResult } from '../../src/cli/check-client.js';
 import { writeKubeconfig } from '../identity/support/kubeconfig.js';
 import { startFakeKubeApiserver, type FakeKubeApiserver } from '../support/fake-kube-apiserver.js';
-import { startFakeVault, type FakeVault } from '../support/fake-vault.js';
+import { allowEgressReads, startFakeVault, type FakeVault } from '../support/fake-vault.js';
 import { seedPolicy, startTestServer, type TestServer } from '../support/test-server.js';
 
 const SEED_VAULT = 'http://vault.vault.svc.cluster.local:8200';
@@ -65,12 +65,7 @@ spec:
 beforeAll(async () => {
   kube = await startFakeKubeApiserver();
   vault = await startFakeVault({ kube });
-  vault.addPolicy('egress-read', [{ path: 'secret/data/egress/*', capabilities: ['read'] }]);
-  vault.addRole('kubernetes', 'egress-workload', {
-    boundServiceAccountNames: ['*'],
-    boundServiceAccountNamespaces: ['team-a', 'team-b'],
-    policies: ['egress-read'],
-  });
+  allowEgressReads(vault, ['team-a', 'team-b']);
   for (const ns of ['team-a', 'team-b']) {
     vault.putSecret('secret', `egress/${ns}/client`, { api_key: `sk-openai-${ns}-7f3a9c` });
     vault.putSecret('secret', `egress/${ns}/client/anthropic`, { api_key: `sk-ant-${ns}-51d2e0` });

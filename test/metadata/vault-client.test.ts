@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { VAULT_MAX_CONNECTIONS, VaultClient, VaultError } from '../../src/metadata/vault-client.js';
 import { Metrics } from '../../src/observability/metrics.js';
 import { startFakeKubeApiserver, type FakeKubeApiserver } from '../support/fake-kube-apiserver.js';
-import { startFakeVault, type FakeVault } from '../support/fake-vault.js';
+import { allowEgressReads, startFakeVault, type FakeVault } from '../support/fake-vault.js';
 import { compile, harness, run } from './harness.js';
 
 const BURST = 200;
@@ -20,12 +20,7 @@ let burstTokens: string[];
 beforeAll(async () => {
   kube = await startFakeKubeApiserver();
   vault = await startFakeVault({ kube });
-  vault.addPolicy('egress-read', [{ path: 'secret/data/egress/*', capabilities: ['read'] }]);
-  vault.addRole('kubernetes', 'egress-workload', {
-    boundServiceAccountNames: ['*'],
-    boundServiceAccountNamespaces: ['burst'],
-    policies: ['egress-read'],
-  });
+  allowEgressReads(vault, ['burst']);
   burstTokens = [];
   for (let i = 0; i < BURST; i++) {
     vault.putSecret('secret', `egress/burst/sa-${i}`, { api_key: `sk-burst-${i}` });

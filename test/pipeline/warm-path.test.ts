@@ -14,7 +14,7 @@ import { Authorizer, type CheckOutcome } from '../../src/pipeline/authorizer.js'
 import { Services } from '../../src/pipeline/services.js';
 import { loadPolicyDirectory } from '../../src/policy/load.js';
 import { startFakeKubeApiserver, type FakeKubeApiserver } from '../support/fake-kube-apiserver.js';
-import { startFakeVault, type FakeVault } from '../support/fake-vault.js';
+import { allowEgressReads, startFakeVault, type FakeVault } from '../support/fake-vault.js';
 import { writeKubeconfig } from '../identity/support/kubeconfig.js';
 
 let kube: FakeKubeApiserver;
@@ -53,8 +53,7 @@ spec:
 beforeAll(async () => {
   kube = await startFakeKubeApiserver();
   vault = await startFakeVault({ kube });
-  vault.addPolicy('egress-read', [{ path: 'secret/data/egress/*', capabilities: ['read'] }]);
-  vault.addRole('kubernetes', 'egress-workload', { boundServiceAccountNames: ['*'], boundServiceAccountNamespaces: ['team-a', 'team-b'], policies: ['egress-read'] });
+  allowEgressReads(vault, ['team-a', 'team-b']);
   vault.putSecret('secret', 'egress/team-a/client', { api_key: 'sk-team-a-0001' });
   vault.putSecret('secret', 'egress/team-b/client', { api_key: 'sk-team-b-0001' });
   vault.putSecret('secret', 'egress/team-a/other', { api_key: 'sk-team-a-0002' });

@@ -328,6 +328,15 @@ interface TokenReviewResponseBody {
   status?: { authenticated?: boolean; error?: string; user?: { username?: string; uid?: string } };
 }
 
+/**
+ * The setup every credential-injection test and the benchmark share: a policy reading the KV v2 mount's
+ * `egress/*` secrets, and a Kubernetes auth role granting it to any ServiceAccount of `namespaces`.
+ */
+export function allowEgressReads(vault: FakeVault, namespaces: readonly string[], role = 'egress-workload'): void {
+  vault.addPolicy('egress-read', [{ path: 'secret/data/egress/*', capabilities: ['read'] }]);
+  vault.addRole('kubernetes', role, { boundServiceAccountNames: ['*'], boundServiceAccountNamespaces: [...namespaces], policies: ['egress-read'] });
+}
+
 export async function startFakeVault(options: FakeVaultOptions): Promise<FakeVault> {
   const authMounts = new Map<string, AuthMount>();
   const kvMounts = new Map<string, KvMount>();
