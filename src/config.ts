@@ -43,7 +43,7 @@ export const SERVE_FLAGS: readonly FlagSpec[] = [
   { name: 'log-level', env: 'EGRESS_AUTHZ_LOG_LEVEL', default: 'info', help: 'trace|debug|info|warn|error|fatal|silent' },
   { name: 'decision-log', env: 'EGRESS_AUTHZ_DECISION_LOG', default: 'all', help: 'all|deny|off: which decisions are logged' },
   { name: 'decision-log-sample', env: 'EGRESS_AUTHZ_DECISION_LOG_SAMPLE', default: '1', help: 'fraction 0–1 of allow decisions logged (denies: always)' },
-  { name: 'check-deadline', env: 'EGRESS_AUTHZ_CHECK_DEADLINE', default: '150ms', help: 'budget for one Check (below Envoy’s 200 ms timeout); a shorter grpc-timeout from Envoy cuts it to that less 5 ms' },
+  { name: 'check-deadline', env: 'EGRESS_AUTHZ_CHECK_DEADLINE', default: '150ms', help: 'budget for one Check (below Envoy’s 200 ms timeout); a shorter grpc-timeout from Envoy cuts it to 90% of that (at most that less 5 ms)' },
   { name: 'shutdown-delay', env: 'EGRESS_AUTHZ_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep answering (not ready) this long before closing' },
   { name: 'shutdown-timeout', env: 'EGRESS_AUTHZ_SHUTDOWN_TIMEOUT', default: '15s', help: 'drain time for in-flight Checks on SIGTERM' },
   { name: 'default-decision', env: 'EGRESS_AUTHZ_DEFAULT_DECISION', default: 'deny', help: 'deny|allow for hosts no policy governs' },

@@ -28,13 +28,14 @@ export interface CheckOptions {
   readonly standIns?: StandIns;
   /**
    * When the client stops waiting (epoch ms: Envoy's `grpc-timeout`). The Check's deadline is the earlier of
-   * --check-deadline and this, less CLIENT_DEADLINE_MARGIN_MS, so that a 503 still reaches Envoy in time.
+   * --check-deadline and this, less a tenth of the time left (at least 5 ms), so that a 503 still reaches
+   * Envoy in time: Envoy's timer started before the request left it, and a busy event loop delays the answer.
    */
   readonly clientDeadline?: number;
 }
 
-/** Kept back from the client's deadline: the answer still has to travel back (and Envoy's clock started first). */
-const CLIENT_DEADLINE_MARGIN_MS = 5;
+/** The least kept back from the client's deadline. */
+const CLIENT_DEADLINE_MIN_MARGIN_MS = 5;
 
 /** Background evaluations running at once (each holds one request view and its pipeline state). */
 const MAX_BACKGROUND_RUNS = 1_000;
@@ -140,7 +141,10 @@ export class Authorizer {
   private deadlineBucket(clientDeadline?: number): DeadlineBucket {
     const now = Date.now();
     let budgetMs = this.services.config.checkDeadlineMs;
-    if (clientDeadline !== undefined) budgetMs = Math.max(0, Math.min(budgetMs, clientDeadline - CLIENT_DEADLINE_MARGIN_MS - now));
+    if (clientDeadline !== undefined) {
+      const left = clientDeadline - now;
+      budgetMs = Math.max(0, Math.min(budgetMs, left - Math.max(CLIENT_DEADLINE_MIN_MARGIN_MS, left / 10)));
+    }
     const current = this.currentBucket;
     if (current && current.startedAt === now && current.budgetMs === budgetMs && !current.expired) return current;
     const bucket = new DeadlineBucket(now, budgetMs, (expired) => {
