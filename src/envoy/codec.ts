@@ -1,9 +1,11 @@
-// protobufjs codecs for the ext_authz and health services: the gRPC transport's encode/decode functions.
-// Decoding yields protobufjs message objects that we read directly (no toObject conversion on the hot path).
+// Codecs for the ext_authz and health services: the gRPC transport's encode/decode functions. Responses are
+// encoded by protobufjs; a CheckRequest is decoded by our own decoder (check-request-decoder.ts) into plain
+// objects of the shapes below, read directly (no toObject conversion on the hot path).
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import fs from 'node:fs';
 import protobuf from 'protobufjs';
+import { decodeCheckRequest } from './check-request-decoder.js';
 
 function findProtoDir(): string {
   // Works from src/ (tsx, vitest) and from dist/ (compiled): walk up to the package root.
@@ -75,7 +77,13 @@ export interface ProtoMetadata {
 export interface ProtoHttpRequest {
   id?: string;
   method?: string;
+  /** The `headers` map as protobufjs decodes it (tests and tools that build requests by hand). */
   headers?: Record<string, string>;
+  /**
+   * The `headers` map as our decoder yields it: [key, value, key, value, ...] in wire order, a key sent twice
+   * appearing twice (the map keeps the last). Saves building a dictionary only to copy it into the view's.
+   */
+  headerPairs?: string[];
   path?: string;
   host?: string;
   scheme?: string;
@@ -107,9 +115,11 @@ export interface ProtoCheckRequest {
 /** A message that failed to decode: the server answers INVALID_ARGUMENT instead of crashing. */
 export class DecodeError extends Error {}
 
+const MetadataType = protoRoot.lookupType('envoy.config.core.v3.Metadata');
+
 export function deserializeCheckRequest(buf: Buffer): ProtoCheckRequest {
   try {
-    return CheckRequestType.decode(buf) as unknown as ProtoCheckRequest;
+    return decodeCheckRequest(buf, MetadataType);
   } catch (err) {
     // Never echo input bytes: only the decoder's structural complaint.
     throw new DecodeError(`malformed CheckRequest: ${(err as Error).message}`);

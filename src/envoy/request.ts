@@ -64,10 +64,25 @@ function collectHeaders(http: ProtoHttpRequest, names: string[]): Record<string,
       add(h.key, value);
     }
   }
+  const pairs = http.headerPairs;
+  if (pairs) {
+    for (let i = 0; i < pairs.length; i += 2) {
+      const k = pairs[i]!;
+      if (out[k.toLowerCase()] !== undefined && sentEarlier(pairs, i, k)) {
+        // A map key repeated on the wire: protobuf keeps the last value (Envoy never sends one twice).
+        out[k.toLowerCase()] = pairs[i + 1]!;
+      } else add(k, pairs[i + 1]!);
+    }
+  }
   if (http.headers) {
     for (const k of Object.keys(http.headers)) add(k, http.headers[k] ?? '');
   }
   return out;
+}
+
+function sentEarlier(pairs: readonly string[], before: number, k: string): boolean {
+  for (let j = 0; j < before; j += 2) if (pairs[j] === k) return true;
+  return false;
 }
 
 function splitAuthority(authority: string): { host: string; port: number } {
