@@ -2,7 +2,7 @@
 import type { RequestView } from '../envoy/request-view.js';
 import { CelAuth, CelPeer, CelRequest } from '../cel/environment.js';
 import type { Activation } from '../cel/compile.js';
-import { hashKey } from '../cache/cache.js';
+import { secretKey } from '../cache/cache.js';
 import type { Decision, Evaluator } from './decision.js';
 import type { SourcePos } from '../policy/diagnostics.js';
 
@@ -103,7 +103,7 @@ export class CheckContext {
   secretHash(secret: string): string {
     if (secret !== this.hashedSecret) {
       this.hashedSecret = secret;
-      this.hashedSecretHash = hashKey(secret);
+      this.hashedSecretHash = secretKey(secret);
     }
     return this.hashedSecretHash;
   }

@@ -173,8 +173,9 @@ function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckConte
   let found: string[] | undefined;
   for (let i = 0; i < headerNames.length; i++) {
     const key = headerNames[i]!;
-    if (key.charCodeAt(0) === COLON || !carries(key, headers[key]!, credential)) continue;
-    if (injected.some((h) => h.key === key && (h.action === 'overwrite' || h.action === 'overwriteIfExists'))) continue;
+    if (key.charCodeAt(0) === COLON) continue;
+    // An overwritten header is not compared with the credential (a ~1 KB token in `authorization`).
+    if (overwrites(injected, key) || !carries(key, headers[key]!, credential)) continue;
     (found ??= []).push(key);
   }
   return found ?? NONE;
@@ -182,6 +183,14 @@ function credentialCarriers(injected: readonly HeaderMutation[], ctx: CheckConte
 
 const NONE: readonly string[] = Object.freeze([]);
 const COLON = 0x3a;
+
+function overwrites(injected: readonly HeaderMutation[], key: string): boolean {
+  for (let i = 0; i < injected.length; i++) {
+    const h = injected[i]!;
+    if (h.key === key && (h.action === 'overwrite' || h.action === 'overwriteIfExists')) return true;
+  }
+  return false;
+}
 
 /** `a` followed by `b`, sharing `a` when there is nothing to add (decisions are never mutated). */
 export function concat<T>(a: readonly T[], b: readonly T[]): T[] {

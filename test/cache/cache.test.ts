@@ -1,6 +1,6 @@
 // The one cache: TTLs, bounded size with least-recently-used eviction, and coalesced loads.
 import { describe, expect, it } from 'vitest';
-import { TtlLruCache, hashKey, type PackedCodec } from '../../src/cache/cache.js';
+import { TtlLruCache, hashKey, secretKey, type PackedCodec } from '../../src/cache/cache.js';
 
 function cache(maxEntries: number, clock = { now: 0 }) {
   return { c: new TtlLruCache<string>({ name: 't', maxEntries, now: () => clock.now }), clock };
@@ -211,5 +211,22 @@ describe('hashKey', () => {
     expect(hashKey('ab', 'c')).not.toBe(hashKey('a', 'bc'));
     expect(hashKey('x'.repeat(5_000))).toHaveLength(43);
     expect(hashKey('secret-token')).not.toContain('secret');
+  });
+});
+
+describe('secretKey', () => {
+  it('is hashKey of the secret, for repeated, short and slot-sharing secrets', () => {
+    // Same length and same characters where the slot is taken from: only the middle differs.
+    const base = 'eyJhbGciOiJSUzI1NiJ9.' + 'a'.repeat(900) + '.sig-end-1234567';
+    const twins = ['x', 'y', 'z'].map((c) => base.slice(0, 100) + c + base.slice(101));
+    for (let round = 0; round < 3; round++) {
+      for (const s of [...twins, base, 'short', '']) expect(secretKey(s)).toBe(hashKey(s));
+    }
+    expect(new Set(twins.map(secretKey)).size).toBe(3);
+  });
+
+  it('stays exact while many tokens take turns in its slots', () => {
+    const tokens = Array.from({ length: 2_000 }, (_, i) => `token-${i}-${'p'.repeat(i % 50)}-${i * 7919}`);
+    for (let round = 0; round < 2; round++) for (const t of tokens) expect(secretKey(t)).toBe(hashKey(t));
   });
 });
