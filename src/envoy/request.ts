@@ -68,10 +68,11 @@ function collectHeaders(http: ProtoHttpRequest, names: string[]): Record<string,
   if (pairs) {
     for (let i = 0; i < pairs.length; i += 2) {
       const k = pairs[i]!;
-      if (out[k.toLowerCase()] !== undefined && sentEarlier(pairs, i, k)) {
-        // A map key repeated on the wire: protobuf keeps the last value (Envoy never sends one twice).
-        out[k.toLowerCase()] = pairs[i + 1]!;
-      } else add(k, pairs[i + 1]!);
+      const v = pairs[i + 1]!;
+      const key = k.toLowerCase();
+      // A map key repeated on the wire: protobuf keeps the last value (Envoy never sends one twice).
+      if (out[key] !== undefined && sentEarlier(pairs, i, k)) out[key] = v;
+      else add(k, v);
     }
   }
   if (http.headers) {
