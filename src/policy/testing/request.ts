@@ -1,7 +1,7 @@
 // A request description (policy tests, `explain`, the admin explain endpoint) → the RequestView the server
 // would build for the same request. It goes through the real CheckRequest encoding and decoding, so tests
 // see exactly what a Check from Envoy would produce (header joining, host parsing, ...).
-import { buildCheckRequest, type CheckRequestInput } from '../../cli/check-client.js';
+import { buildCheckRequest, type CheckRequestInput } from '../../cli/check-request.js';
 import { deserializeCheckRequest, serializeCheckRequest } from '../../envoy/codec.js';
 import { toRequestView } from '../../envoy/request.js';
 import type { RequestView } from '../../envoy/request-view.js';
