@@ -224,23 +224,8 @@ function interned(buf: Buffer, start: number, end: number): string {
 
 // Each message reader below starts at a length prefix and returns the message it read.
 
-/** map<string, string> entry (key = 1, value = 2; a missing part is ''), stored into `into`. */
-function mapEntryInto(r: WireReader, into: Record<string, string>): void {
-  const end = r.length();
-  let k = '';
-  let v = '';
-  while (r.pos < end) {
-    const tag = r.tag();
-    if (tag === key(1)) k = r.string();
-    else if (tag === key(2)) v = r.string();
-    else r.skip(tag & 7, tag >>> 3);
-  }
-  r.finish(end);
-  into[k] = v;
-}
-
-/** map<string, string> entry appended to a flat [key, value, key, value, ...] list (see ProtoHttpRequest). */
-function mapEntryPairs(r: WireReader, into: string[]): void {
+/** map<string, string> entry (key = 1, value = 2; a missing part is '') appended to [key, value, ...]. */
+function mapEntry(r: WireReader, into: string[]): void {
   const end = r.length();
   let k = '';
   let v = '';
@@ -254,9 +239,12 @@ function mapEntryPairs(r: WireReader, into: string[]): void {
   into.push(k, v);
 }
 
-function newMap(): Record<string, string> {
-  // No prototype: a header called `__proto__` or `constructor` is a header like any other.
-  return Object.create(null) as Record<string, string>;
+/** [key, value, ...] as a map; a key sent twice keeps its last value. */
+function toMap(pairs: readonly string[]): Record<string, string> {
+  // No prototype: a key called `__proto__` or `constructor` is a key like any other.
+  const map = Object.create(null) as Record<string, string>;
+  for (let i = 0; i < pairs.length; i += 2) map[pairs[i]!] = pairs[i + 1]!;
+  return map;
 }
 
 function socketAddress(r: WireReader): ProtoSocketAddress {
@@ -307,6 +295,7 @@ function address(r: WireReader): ProtoAddress {
 function peer(r: WireReader): ProtoPeer {
   const end = r.length();
   const out: ProtoPeer = {};
+  let labels: string[] | undefined;
   while (r.pos < end) {
     const tag = r.tag();
     switch (tag) {
@@ -317,7 +306,7 @@ function peer(r: WireReader): ProtoPeer {
         out.service = r.string();
         break;
       case key(3):
-        mapEntryInto(r, (out.labels ??= newMap()));
+        mapEntry(r, (labels ??= []));
         break;
       case key(4):
         out.principal = r.string();
@@ -330,6 +319,7 @@ function peer(r: WireReader): ProtoPeer {
     }
   }
   r.finish(end);
+  if (labels) out.labels = toMap(labels);
   return out;
 }
 
@@ -372,7 +362,7 @@ function httpRequest(r: WireReader): ProtoHttpRequest {
         out.method = r.string();
         break;
       case key(3):
-        mapEntryPairs(r, (out.headerPairs ??= []));
+        mapEntry(r, (out.headerPairs ??= []));
         break;
       case key(4):
         out.path = r.string();
@@ -450,6 +440,7 @@ function metadata(r: WireReader, metadataType: protobuf.Type): ProtoMetadata {
 function attributeContext(r: WireReader, metadataType: protobuf.Type): ProtoAttributeContext {
   const end = r.length();
   const out: ProtoAttributeContext = {};
+  let contextExtensions: string[] | undefined;
   while (r.pos < end) {
     const tag = r.tag();
     switch (tag) {
@@ -463,7 +454,7 @@ function attributeContext(r: WireReader, metadataType: protobuf.Type): ProtoAttr
         out.request = attributesRequest(r);
         break;
       case key(10):
-        mapEntryInto(r, (out.contextExtensions ??= newMap()));
+        mapEntry(r, (contextExtensions ??= []));
         break;
       case key(11):
         out.metadataContext = metadata(r, metadataType);
@@ -479,6 +470,7 @@ function attributeContext(r: WireReader, metadataType: protobuf.Type): ProtoAttr
     }
   }
   r.finish(end);
+  if (contextExtensions) out.contextExtensions = toMap(contextExtensions);
   return out;
 }
 
