@@ -5,7 +5,7 @@
 // convenience fields and a TokenReview-shaped `user`, so policies read the same fields either way.
 import fs from 'node:fs';
 import { errors as joseErrors, jwtVerify, type JWTPayload } from 'jose';
-import { hashKey, TtlLruCache, type Loaded } from '../cache/cache.js';
+import { hashKey, TtlLruCache, type Loaded, secretKey } from '../cache/cache.js';
 import type { CheckContext } from '../pipeline/context.js';
 import { andThen } from '../pipeline/maybe-async.js';
 import type { Services } from '../pipeline/services.js';
@@ -86,7 +86,7 @@ export const jwtMethod: IdentityMethodFactory = ({ config, credentials, sc }) =>
       // A credential that is not JWT-shaped is not ours to judge (an API key in the same header, say).
       if (!isJwtShaped(token)) return NOT_A_JWT;
       // A verified token is verified again only when its cached verdict ends (TTL, its expiry, a key change).
-      const key = `${settings}\0${store.generation}\0${ctx.secretHash(token)}`;
+      const key = `${settings}\0${store.generation}\0${secretKey(token)}`;
       return andThen(
         verdicts.getOrLoad(key, () => verify(token, ctx)),
         (v): IdentityOutcome => (v.kind === 'ok' ? { ...v, credential: token, serviceAccountToken: kubernetes } : v),

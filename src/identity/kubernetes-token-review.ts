@@ -5,7 +5,7 @@
 // Verdicts are cached in the shared cache under the SHA-256 of the token (and audiences): a success until the
 // token expires or the TTL passes, whichever is first; a rejection briefly; a backend failure not at all.
 // Concurrent Checks with one new token make one TokenReview. The API server being down or slow answers 503.
-import { TtlLruCache, type Loaded, type PackedCodec } from '../cache/cache.js';
+import { TtlLruCache, type Loaded, type PackedCodec, secretKey } from '../cache/cache.js';
 import type { Services } from '../pipeline/services.js';
 import { warnBackendThrottled } from './backend-log.js';
 import { challengeFor } from './credentials.js';
@@ -108,8 +108,8 @@ export const kubernetesTokenReviewMethod: IdentityMethodFactory = ({ config, cre
     authenticate(ctx) {
       const token = credentials.extract(ctx.view);
       if (!token) return MISSING;
-      // Keyed by the token's hash (computed once per Check, shared with Vault's login key).
-      const key = ctx.secretHash(token);
+      // Keyed by the token's hash (secretKey remembers it for the tokens seen last; Vault's login key uses it too).
+      const key = secretKey(token);
       if (ctx.background) {
         // A background run continues from a review that landed; one that failed is not asked again here
         // (failures are not cached): the workload's retry does that, and an API server in trouble gets no extra

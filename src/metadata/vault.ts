@@ -15,7 +15,7 @@
 import fs from 'node:fs/promises';
 import type { CelProgram } from '../cel/compile.js';
 import { celErrorMessage } from '../cel/compile.js';
-import { hashKey, TtlLruCache, type Loaded } from '../cache/cache.js';
+import { hashKey, TtlLruCache, type Loaded, secretKey } from '../cache/cache.js';
 import type { CheckContext } from '../pipeline/context.js';
 import { andThen, type MaybePromise } from '../pipeline/maybe-async.js';
 import { compileField, type SectionContext } from '../pipeline/section.js';
@@ -238,9 +238,9 @@ export const vaultSource: MetadataSourceFactory = ({ name, config, cache, sc }) 
       };
     }
     if (spec.jwt.kind === 'file') ctx.secrets.push(jwt);
-    const identityKey = `${loginScope}\0${ctx.secretHash(jwt)}`;
-    const secretKey = `${identityKey}\0${readScope}\0${path}`;
-    const cached = secrets.getOrLoad(secretKey, () => load(identityKey, jwt, path));
+    const identityKey = `${loginScope}\0${secretKey(jwt)}`;
+    const readKey = `${identityKey}\0${readScope}\0${path}`;
+    const cached = secrets.getOrLoad(readKey, () => load(identityKey, jwt, path));
     if (!(cached instanceof Promise)) return withSecret(ctx, cached);
     return waitForLoad(cached, ctx).then(
       (waited): SourceOutcome =>

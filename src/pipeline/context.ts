@@ -2,7 +2,6 @@
 import type { RequestView } from '../envoy/request-view.js';
 import { CelAuth, CelPeer, CelRequest } from '../cel/environment.js';
 import type { Activation } from '../cel/compile.js';
-import { secretKey } from '../cache/cache.js';
 import type { Decision, Evaluator } from './decision.js';
 import type { SourcePos } from '../policy/diagnostics.js';
 
@@ -91,21 +90,6 @@ export class CheckContext {
   /** A stage gave up waiting for `load` (deadline): the authorizer may finish the work in the background. */
   gaveUpOn(load: Promise<unknown>): void {
     (this.abandonedLoads ??= []).push(load);
-  }
-
-  private hashedSecret: string | undefined;
-  private hashedSecretHash = '';
-
-  /**
-   * SHA-256 of a secret (the workload's token) for cache keys, computed once per Check: the identity cache
-   * and Vault's login cache key the same ~1 KB token, and hashing it is most of a cache lookup's cost.
-   */
-  secretHash(secret: string): string {
-    if (secret !== this.hashedSecret) {
-      this.hashedSecret = secret;
-      this.hashedSecretHash = secretKey(secret);
-    }
-    return this.hashedSecretHash;
   }
 
   remainingMs(now = Date.now()): number {
