@@ -23,7 +23,6 @@ import {
 } from '../src/envoy/codec.js';
 import { toCheckResponse } from '../src/envoy/response.js';
 import { toRequestView } from '../src/envoy/request.js';
-import { keepStringPrototypeFast } from '../src/server/fast-string-prototype.js';
 import { allow, type AllowDecision } from '../src/pipeline/decision.js';
 import { startBackends } from './lib/backends.js';
 import { bufbuildRegistry, messageDesc } from './lib/bufbuild-registry.js';
@@ -69,7 +68,6 @@ function table(title: string, rows: Measured[]): string {
 }
 
 export async function runCodecBenchmark(): Promise<string> {
-  keepStringPrototypeFast(); // as the server does once its modules are loaded (src/server/app.ts)
   // A realistic request: the credential-injection scenario's, with a real RS256 ServiceAccount token.
   const backends = await startBackends();
   const token = backends.workloadToken('chat-frontend');

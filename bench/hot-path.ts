@@ -15,7 +15,6 @@ import { Metrics } from '../src/observability/metrics.js';
 import { Authorizer, type CheckOutcome } from '../src/pipeline/authorizer.js';
 import { Services } from '../src/pipeline/services.js';
 import { loadPolicyDirectory } from '../src/policy/load.js';
-import { keepStringPrototypeFast } from '../src/server/fast-string-prototype.js';
 import { startBackends, type Backends } from './lib/backends.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
 import { writePolicyDir } from './lib/policy-check.js';
@@ -86,7 +85,6 @@ async function scenarioCosts(id: string, backends: Backends, env: ScenarioEnv): 
 }
 
 export async function runHotPathBenchmark(only: readonly string[] = []): Promise<string> {
-  keepStringPrototypeFast(); // as the server does once its modules are loaded (src/server/app.ts)
   const backends = await startBackends();
   const env: ScenarioEnv = { backends, token: backends.workloadToken(BENCH_SERVICE_ACCOUNT) };
   const lines = [

@@ -9,7 +9,7 @@
 // in the background with capped backoff. docs/rate-limits.md describes the algorithm and key layout.
 
 import { createHash } from 'node:crypto';
-import { Redis } from 'ioredis';
+import { Redis } from './ioredis.js';
 import {
   decidingIndex,
   RateLimitStoreUnavailableError,

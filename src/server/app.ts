@@ -16,7 +16,6 @@ import { loadPolicyDirectory } from '../policy/load.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { explainRoute } from './explain-endpoint.js';
-import { keepStringPrototypeFast } from './fast-string-prototype.js';
 import { startGrpcServer, type CheckCounts, type GrpcServerHandle } from './grpc-server.js';
 import { PolicyDirectoryWatcher, directoryFingerprint } from './watch.js';
 
@@ -136,8 +135,6 @@ export async function startApp(
   // Start-up work the policies registered (Kubernetes client, Redis connection) finishes before the port
   // opens, so the first Checks are not 503s from backends still connecting. Bounded by each warm-up.
   await services.warm();
-  // Every module the server uses is loaded by now (the Kubernetes client included, after warm-up).
-  keepStringPrototypeFast();
   const authorizer = new Authorizer(services, () => active);
   // Token budgets: Envoy's ext_proc filter streams LLM responses here (docs/token-budgets.md).
   const extProc = extProcService(services);
